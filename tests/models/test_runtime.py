@@ -1,0 +1,202 @@
+"""mbridge_models.runtime: megatron-core's CUDA-only calls redirected on CPU, inert with CUDA."""
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mbridge_models import runtime
+from multirank import run_ranks
+
+cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason="redirection is inert with CUDA")
+
+CUDA_SPELLINGS = ["cuda", "cuda:0", "cuda:1", 0, 1, torch.device("cuda"), torch.device("cuda", 0)]
+
+FACTORIES = {
+    "zeros": lambda d: torch.zeros(3, device=d),
+    "ones": lambda d: torch.ones(3, device=d) - 1,
+    "empty": lambda d: torch.empty(3, device=d).fill_(0),
+    "full": lambda d: torch.full((3,), 0.0, device=d),
+    "tensor": lambda d: torch.tensor([0.0, 0.0, 0.0], device=d),
+    "arange": lambda d: torch.arange(3, device=d) * 0.0,
+    "new_zeros": lambda d: torch.ones(1).new_zeros(3, device=d),
+    "to_positional": lambda d: torch.zeros(3).to(d),
+    "to_keyword": lambda d: torch.zeros(3).to(device=d),
+    "cuda": lambda d: torch.zeros(3).cuda(d if isinstance(d, int) else None),
+}
+
+
+def _patched_values():
+    return [(owner, name, getattr(owner, name)) for owner, name, _ in runtime._patches()]
+
+
+@pytest.fixture
+def active():
+    runtime.activate()
+    yield
+    runtime.deactivate()
+
+
+@cpu_only
+def test_activate_then_deactivate_restores_everything():
+    before = _patched_values()
+    modes_before = torch._C._len_torch_function_stack()
+    assert runtime.activate() is True
+    assert runtime.activate() is True  # idempotent: nothing patched twice
+    assert runtime.is_active()
+    assert all(getattr(o, n) is not v for o, n, v in before)
+    assert torch._C._len_torch_function_stack() == modes_before + 1
+    runtime.deactivate()
+    assert not runtime.is_active()
+    assert all(getattr(o, n) is v for o, n, v in before)
+    assert torch._C._len_torch_function_stack() == modes_before
+    runtime.deactivate()  # a second deactivate is harmless
+
+
+def test_inert_when_cuda_is_present(monkeypatch):
+    monkeypatch.setattr(runtime, "needs_cpu_runtime", lambda: False)
+    before = _patched_values()
+    assert runtime.activate() is False
+    assert not runtime.is_active()
+    assert all(getattr(o, n) is v for o, n, v in before)
+
+
+@pytest.mark.gpu
+def test_inert_on_a_real_gpu():
+    assert runtime.activate() is False
+    assert torch.zeros(1, device="cuda").is_cuda
+    assert torch.zeros(1, device="cuda").type() == "torch.cuda.FloatTensor"
+    assert torch.zeros(1).type() == "torch.FloatTensor"
+
+
+@cpu_only
+def test_cuda_placements_fail_without_the_runtime():
+    """The control for the tests below: on this machine these calls really need the runtime."""
+    with pytest.raises((RuntimeError, AssertionError)):
+        torch.zeros(3, device="cuda")
+    with pytest.raises((RuntimeError, AssertionError)):
+        torch.cuda.current_device()
+
+
+@cpu_only
+@given(factory=st.sampled_from(sorted(FACTORIES)), device=st.sampled_from(CUDA_SPELLINGS))
+def test_cuda_placements_land_on_cpu(factory, device):
+    with runtime.cpu_runtime():
+        out = FACTORIES[factory](device)
+    assert out.device.type == "cpu"
+    assert torch.equal(out, torch.zeros(3))
+
+
+@cpu_only
+@given(dtype=st.sampled_from([torch.float32, torch.float16, torch.bfloat16, torch.int64]))
+def test_type_names_read_as_cuda(dtype):
+    x = torch.zeros(2, dtype=dtype)
+    with runtime.cpu_runtime():
+        name = x.type()
+        converted = x.type(torch.float64)  # with an argument, type() converts as usual
+    assert name.startswith("torch.cuda.") and name.endswith("Tensor")
+    assert name == x.type().replace("torch.", "torch.cuda.", 1)
+    assert converted.dtype == torch.float64 and converted.device.type == "cpu"
+
+
+@cpu_only
+def test_streams_events_and_memory_queries_are_harmless(active):
+    stream = torch.cuda.Stream(device=torch.cuda.current_device())
+    with torch.cuda.stream(stream):
+        y = torch.ones(2) * 2
+    stream.wait_stream(torch.cuda.current_stream())
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    end.record()
+    torch.cuda.synchronize()
+    assert start.elapsed_time(end) == 0.0
+    assert torch.cuda.memory_allocated() == 0 and torch.cuda.max_memory_allocated() == 0
+    assert torch.equal(y, torch.full((2,), 2.0))
+    assert torch.ones(2).pin_memory().device.type == "cpu"
+
+
+@cpu_only
+def test_cuda_seed_and_state_drive_the_cpu_generator(active):
+    torch.cuda.manual_seed(7)
+    state = torch.cuda.get_rng_state()
+    a = torch.rand(4)
+    torch.cuda.set_rng_state(state)
+    assert torch.equal(torch.rand(4), a)
+    torch.manual_seed(7)  # calls torch.cuda.manual_seed_all internally: must not recurse
+    assert torch.equal(torch.rand(4), a)
+
+
+def _rng_streams(rank, world_size):
+    from megatron.core import parallel_state
+    from megatron.core.tensor_parallel.random import (
+        get_cuda_rng_tracker,
+        model_parallel_cuda_manual_seed,
+    )
+
+    parallel_state.initialize_model_parallel(tensor_model_parallel_size=world_size)
+    model_parallel_cuda_manual_seed(1234)
+    tracker = get_cuda_rng_tracker()
+    default_1 = torch.rand(3)
+    with tracker.fork():
+        forked_1 = torch.rand(3)
+    default_2 = torch.rand(3)
+    with tracker.fork():
+        forked_2 = torch.rand(3)
+    # The same seed again, this time without the forks in between.
+    model_parallel_cuda_manual_seed(1234)
+    plain = torch.rand(6)
+    return default_1, default_2, forked_1, forked_2, plain
+
+
+@cpu_only
+@pytest.mark.multiproc
+def test_rng_tracker_forks_the_cpu_generator_like_megatron_forks_cuda():
+    (d1, d2, f1, f2, plain), = run_ranks(_rng_streams, 1)
+    # Forked draws leave the default stream untouched ...
+    assert torch.equal(torch.cat([d1, d2]), plain)
+    # ... and continue their own stream.
+    assert not torch.equal(f1, d1) and not torch.equal(f1, f2)
+
+
+@cpu_only
+@pytest.mark.multiproc
+def test_rng_tracker_streams_across_tensor_parallel_ranks():
+    r0, r1 = run_ranks(_rng_streams, 2)
+    # Default (data-parallel) stream: same on both TP ranks; model-parallel stream: different.
+    assert torch.equal(r0[0], r1[0]) and torch.equal(r0[4], r1[4])
+    assert not torch.equal(r0[2], r1[2])
+
+
+def _smoke(rank, world_size, **kwargs):
+    from mbridge_models.smoke import train_tiny_gpt
+
+    result = train_tiny_gpt(**kwargs)
+    return result.losses, result.grad_norms
+
+
+@cpu_only
+@pytest.mark.multiproc
+def test_gpt_ddp_optimizer_and_schedule_train_on_cpu():
+    (losses, grad_norms), = run_ranks(_smoke, 1, steps=10)
+    assert len(losses) == 10 and all(g > 0 for g in grad_norms)
+    assert losses[-1] < 0.8 * losses[0], losses
+    (bf16_losses, _), = run_ranks(_smoke, 1, steps=3, bf16=True)
+    assert bf16_losses == pytest.approx(losses[:3], rel=2e-2)
+
+
+@cpu_only
+@pytest.mark.multiproc
+def test_tensor_parallel_training_matches_one_rank():
+    (single, _), = run_ranks(_smoke, 1, steps=4)
+    (tp0, _), (tp1, _) = run_ranks(_smoke, 2, steps=4, tensor_parallel=2)
+    assert tp0 == tp1
+    assert tp0 == pytest.approx(single, rel=1e-5)
+
+
+@cpu_only
+@pytest.mark.multiproc
+def test_pipeline_parallel_schedule_trains_across_two_cpu_ranks():
+    (first_stage, grads0), (last_stage, grads1) = run_ranks(_smoke, 2, steps=8, pipeline_parallel=2)
+    assert first_stage == []  # losses exist on the last stage only
+    assert grads0 == grads1  # the grad norm is reduced across stages
+    assert last_stage[-1] < 0.85 * last_stage[0], last_stage
