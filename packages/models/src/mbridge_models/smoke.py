@@ -16,6 +16,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 import torch.distributed as dist
@@ -47,8 +48,13 @@ def train_tiny_gpt(
     lr: float = 3e-3,
     bf16: bool = False,
     seed: int = 1234,
+    on_step: Callable[[int, float | None, float], None] | None = None,
 ) -> SmokeResult:
-    """Build and train the tiny model; initialises a 1-rank process group if none exists."""
+    """Build and train the tiny model; initialises a 1-rank process group if none exists.
+
+    ``on_step(step, loss, grad_norm)`` is called after every step (loss is None off the last
+    pipeline stage).
+    """
     from megatron.core import parallel_state
     from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
     from megatron.core.models.gpt import GPTModel
@@ -135,9 +141,13 @@ def train_tiny_gpt(
                 forward_only=False,
             )
             _, grad_norm, _ = optimizer.step()
+            loss = None
             if reduced:  # empty on every stage but the last
-                losses.append(float(sum(r["lm loss"] for r in reduced) / len(reduced)))
+                loss = float(sum(r["lm loss"] for r in reduced) / len(reduced))
+                losses.append(loss)
             grad_norms.append(float(grad_norm))
+            if on_step is not None:
+                on_step(len(grad_norms), loss, float(grad_norm))
         parameters = sum(p.numel() for p in model.parameters())
         return SmokeResult(losses, grad_norms, str(device), time.perf_counter() - start, parameters)
     finally:

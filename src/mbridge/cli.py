@@ -1,0 +1,83 @@
+"""The `mbridge` command. Help and listings import nothing heavy; each command imports its own."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _smoke(args: argparse.Namespace) -> int:
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    model_parallel = args.tensor_parallel * args.pipeline_parallel
+    if world_size % model_parallel:
+        print(
+            f"mbridge smoke: --tensor-parallel {args.tensor_parallel} x --pipeline-parallel "
+            f"{args.pipeline_parallel} needs a multiple of {model_parallel} processes, got "
+            f"WORLD_SIZE={world_size}; launch with torchrun --nproc_per_node={model_parallel}",
+            file=sys.stderr,
+        )
+        return 2
+    print("mbridge smoke: importing torch and megatron-core ...", flush=True)
+    from mbridge_models.smoke import train_tiny_gpt
+
+    rank = int(os.environ.get("RANK", "0"))
+    reporter = world_size - 1  # the last rank is on the last pipeline stage
+
+    def report(step: int, loss: float | None, grad_norm: float) -> None:
+        if rank == reporter and loss is not None:
+            print(f"step {step:3d}/{args.steps}  loss {loss:.4f}  grad norm {grad_norm:.3f}",
+                  flush=True)
+
+    result = train_tiny_gpt(
+        steps=args.steps,
+        tensor_parallel=args.tensor_parallel,
+        pipeline_parallel=args.pipeline_parallel,
+        bf16=args.bf16,
+        on_step=report,
+    )
+    if rank == reporter:
+        first, last = result.losses[0], result.losses[-1]
+        verdict = "decreasing" if last < first else "NOT decreasing"
+        print(
+            f"tiny GPT ({result.parameters:,} parameters on this rank) trained {args.steps} steps "
+            f"on {result.device} over {world_size} rank(s) in {result.seconds:.1f} s: "
+            f"loss {first:.4f} -> {last:.4f} ({verdict})"
+        )
+        return 0 if last < first else 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mbridge",
+        description="Train and fine-tune transformer models on megatron-core "
+        "(Megatron Bridge API).",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    smoke = commands.add_parser(
+        "smoke",
+        help="train a tiny megatron-core GPT for a few steps (CPU or GPU) to check the install",
+    )
+    smoke.add_argument("--steps", type=int, default=20)
+    smoke.add_argument("--tensor-parallel", type=int, default=1, metavar="N")
+    smoke.add_argument("--pipeline-parallel", type=int, default=1, metavar="N")
+    smoke.add_argument("--bf16", action="store_true", help="bf16 parameters and activations")
+    smoke.set_defaults(handler=_smoke)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "handler", None) is None:
+        parser.print_help()
+        return 0
+    for name in ("steps", "tensor_parallel", "pipeline_parallel"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
