@@ -1,0 +1,337 @@
+"""ConfigContainer: every setting of a training run in one typed, serialisable object."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from megatron.core.distributed import DistributedDataParallelConfig
+from megatron.core.optimizer import OptimizerConfig
+
+from mbridge_config import serialization
+from mbridge_config.comm_overlap import CommOverlapConfig
+from mbridge_config.data import FinetuningDatasetConfig, GPTDatasetConfig
+from mbridge_config.errors import ConfigError
+from mbridge_config.mixed_precision import (
+    MixedPrecisionConfig,
+    get_mixed_precision_config,
+    preset_name,
+)
+from mbridge_config.overrides import apply_overrides
+from mbridge_config.protocols import ModelProviderProtocol, PEFTProtocol
+from mbridge_config.training import (
+    CheckpointConfig,
+    DistributedInitConfig,
+    LoggerConfig,
+    ProfilingConfig,
+    RNGConfig,
+    SchedulerConfig,
+    TokenizerConfig,
+    TrainingConfig,
+)
+
+
+@dataclass(kw_only=True)
+class ConfigContainer:
+    """The whole run: model provider, loop, optimizer, schedule, data, checkpoints, logging, ...
+
+    ``finalize()`` applies the mixed-precision and comm-overlap settings to the model, optimizer
+    and DDP configs; ``validate()`` checks the cross-field rules and reports every violation,
+    one line each, naming the field.
+    """
+
+    model: ModelProviderProtocol
+    train: TrainingConfig = field(default_factory=TrainingConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    ddp: DistributedDataParallelConfig = field(default_factory=DistributedDataParallelConfig)
+    dataset: GPTDatasetConfig | FinetuningDatasetConfig | None = None
+    tokenizer: TokenizerConfig | None = None
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    dist: DistributedInitConfig = field(default_factory=DistributedInitConfig)
+    rng: RNGConfig = field(default_factory=RNGConfig)
+    profiling: ProfilingConfig | None = None
+    peft: PEFTProtocol | None = None
+    comm_overlap: CommOverlapConfig | None = None
+    mixed_precision: MixedPrecisionConfig | str | None = None
+
+    # ------------------------------------------------------------------ setting up
+
+    def finalize(self) -> "ConfigContainer":
+        """Make model, optimizer and DDP agree with mixed_precision and comm_overlap (they win)."""
+        if self.mixed_precision is not None:
+            get_mixed_precision_config(self.mixed_precision).setup(
+                self.model, self.optimizer, self.ddp)
+        if self.comm_overlap is not None:
+            self.comm_overlap.setup(self.model, self.ddp)
+        if self.optimizer.use_distributed_optimizer:
+            self.ddp.use_distributed_optimizer = True
+        return self
+
+    def validate(self, world_size: int | None = None) -> "ConfigContainer":
+        """Raise one ConfigError listing every violated rule; return self when all hold."""
+        if world_size is None:
+            world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        problems: list[tuple[str, str]] = []
+        for rule in RULES:
+            problems += rule(self, world_size)
+        if problems:
+            raise ConfigError(problems)
+        return self
+
+    # ------------------------------------------------------------------ (de)serialising
+
+    def to_dict(self) -> dict[str, Any]:
+        return serialization.to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ConfigContainer":
+        if not isinstance(data, dict):
+            raise ConfigError(f"expected a mapping at the top level, got {type(data).__name__}")
+        data = {serialization.TARGET: f"{cls.__module__}.{cls.__qualname__}", **data}
+        return serialization.from_dict(data, cls)
+
+    def to_yaml(self, path: str | os.PathLike | None = None) -> str:
+        """The YAML text; also written (atomically) to ``path`` when given."""
+        if path is not None:
+            serialization.write_yaml(self, path)
+        return serialization.to_yaml_text(self)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike,
+                  overrides: list[str] | None = None) -> "ConfigContainer":
+        data = serialization.read_yaml(path)
+        try:
+            config = cls.from_dict(data)
+        except ConfigError as error:
+            raise ConfigError([(f"{path}: {f}" if f else str(path), m)
+                               for f, m in error.problems]) from None
+        return config.apply_overrides(overrides or [])
+
+    def apply_overrides(self, overrides: list[str]) -> "ConfigContainer":
+        return apply_overrides(self, overrides)
+
+    def print_yaml(self) -> None:
+        print(self.to_yaml(), end="")
+
+
+# ---------------------------------------------------------------------- validation rules
+# Each rule returns (field, problem) pairs; validate() reports all of them at once.
+
+Problems = list[tuple[str, str]]
+
+
+def _parallel_sizes(cfg: ConfigContainer) -> tuple[int, int, int]:
+    model = cfg.model
+    return (getattr(model, "tensor_model_parallel_size", 1) or 1,
+            getattr(model, "pipeline_model_parallel_size", 1) or 1,
+            getattr(model, "context_parallel_size", 1) or 1)
+
+
+def rule_batch_sizes(cfg: ConfigContainer, world_size: int) -> Problems:
+    train = cfg.train
+    tp, pp, cp = _parallel_sizes(cfg)
+    model_parallel = tp * pp * cp
+    if world_size % model_parallel:
+        return [("model", f"tensor x pipeline x context parallel = {tp} x {pp} x {cp} = "
+                          f"{model_parallel} does not divide the world size {world_size}")]
+    dp = world_size // model_parallel
+    mbs, gbs = train.micro_batch_size, train.global_batch_size
+    if mbs is None or mbs < 1:
+        return [("train.micro_batch_size", f"must be a positive integer, got {mbs}")]
+    if gbs is not None and (gbs < 1 or gbs % (mbs * dp)):
+        return [("train.global_batch_size",
+                 f"{gbs} is not a positive multiple of micro_batch_size x data-parallel size = "
+                 f"{mbs} x {dp} = {mbs * dp}")]
+    return []
+
+
+def rule_train_length(cfg: ConfigContainer, world_size: int) -> Problems:
+    train = cfg.train
+    if train.train_iters is None and train.train_samples is None:
+        return [("train.train_iters", "set train_iters (or train_samples)")]
+    if train.train_iters is not None and train.train_samples is not None:
+        return [("train.train_samples", "set either train_iters or train_samples, not both")]
+    if (train.train_iters or 1) < 1:
+        return [("train.train_iters", f"must be positive, got {train.train_iters}")]
+    if train.eval_interval is not None and train.eval_interval < 1:
+        return [("train.eval_interval", f"must be positive or null, got {train.eval_interval}")]
+    return []
+
+
+def rule_peft_needs_pretrained(cfg: ConfigContainer, world_size: int) -> Problems:
+    if cfg.peft is not None and not cfg.checkpoint.pretrained_checkpoint:
+        return [("checkpoint.pretrained_checkpoint",
+                 "PEFT fine-tunes a pretrained model: set the checkpoint it starts from")]
+    return []
+
+
+def rule_checkpoint(cfg: ConfigContainer, world_size: int) -> Problems:
+    ckpt, problems = cfg.checkpoint, []
+    if ckpt.async_save and ckpt.ckpt_format != "torch_dist":
+        problems.append(("checkpoint.async_save",
+                         f"works only with ckpt_format='torch_dist', not '{ckpt.ckpt_format}'"))
+    if ckpt.save_interval is not None and ckpt.save_interval < 1:
+        problems.append(("checkpoint.save_interval", f"must be positive, got {ckpt.save_interval}"))
+    if ckpt.save_interval is not None and not ckpt.save:
+        problems.append(("checkpoint.save", "save_interval is set but there is no save directory"))
+    keep = ckpt.most_recent_k
+    if keep is not None and (keep < -1 or keep == 0):
+        problems.append(("checkpoint.most_recent_k",
+                         f"must be -1 (keep all) or positive, got {keep}"))
+    return problems
+
+
+def rule_sequence_length(cfg: ConfigContainer, world_size: int) -> Problems:
+    dataset = cfg.dataset
+    if dataset is None:
+        return [("dataset", "required for training: a GPTDatasetConfig, "
+                            "FinetuningDatasetConfig or MockGPTDatasetConfig")]
+    name = "sequence_length" if isinstance(dataset, GPTDatasetConfig) else "seq_length"
+    data_len, model_len = getattr(dataset, name), getattr(cfg.model, "seq_length", None)
+    if model_len is not None and data_len != model_len:
+        return [(f"dataset.{name}", f"{data_len} differs from model.seq_length {model_len}")]
+    return []
+
+
+def rule_vocab_size(cfg: ConfigContainer, world_size: int) -> Problems:
+    model_vocab = getattr(cfg.model, "vocab_size", None)
+    tokenizer_vocab = cfg.tokenizer.vocab_size if cfg.tokenizer is not None else None
+    if model_vocab is not None and tokenizer_vocab is not None and model_vocab < tokenizer_vocab:
+        return [("model.vocab_size",
+                 f"{model_vocab} is smaller than the tokenizer's vocab size {tokenizer_vocab}; "
+                 f"set it >= {tokenizer_vocab} or null to derive and pad it")]
+    return []
+
+
+def rule_tokenizer_files(cfg: ConfigContainer, world_size: int) -> Problems:
+    tok = cfg.tokenizer
+    if tok is None or tok.tokenizer_type is None:
+        return []
+    needs = {"GPT2BPETokenizer": ("vocab_file", "merge_file"),
+             "HuggingFaceTokenizer": ("tokenizer_model",),
+             "SentencePieceTokenizer": ("tokenizer_model",),
+             "GPTSentencePieceTokenizer": ("tokenizer_model",),
+             "Llama2Tokenizer": ("tokenizer_model",),
+             "TikTokenizer": ("tokenizer_model",)}.get(tok.tokenizer_type, ())
+    return [(f"tokenizer.{name}", f"{tok.tokenizer_type} needs it")
+            for name in needs if not getattr(tok, name)]
+
+
+def rule_scheduler(cfg: ConfigContainer, world_size: int) -> Problems:
+    sched, problems = cfg.scheduler, []
+    if sched.lr_warmup_fraction is not None:
+        if sched.lr_warmup_iters:
+            problems.append(("scheduler.lr_warmup_fraction",
+                             "set either lr_warmup_fraction or lr_warmup_iters, not both"))
+        if not 0.0 <= sched.lr_warmup_fraction <= 1.0:
+            problems.append(("scheduler.lr_warmup_fraction",
+                             f"must lie in [0, 1], got {sched.lr_warmup_fraction}"))
+    decay = sched.lr_decay_iters if sched.lr_decay_iters is not None else cfg.train.train_iters
+    if decay is not None and sched.lr_warmup_iters > decay:
+        problems.append(("scheduler.lr_warmup_iters",
+                         f"{sched.lr_warmup_iters} warmup iterations exceed the "
+                         f"{decay} decay iterations"))
+    if sched.lr_decay_style == "WSD" and sched.lr_wsd_decay_iters is not None and decay is not None:
+        if sched.lr_wsd_decay_iters > decay:
+            problems.append(("scheduler.lr_wsd_decay_iters",
+                             f"{sched.lr_wsd_decay_iters} exceeds the {decay} decay iterations"))
+    if sched.lr_decay_style != "constant" and cfg.optimizer.min_lr is not None and \
+            cfg.optimizer.lr is not None and cfg.optimizer.min_lr > cfg.optimizer.lr:
+        problems.append(("optimizer.min_lr",
+                         f"{cfg.optimizer.min_lr} is above the peak lr {cfg.optimizer.lr}"))
+    return problems
+
+
+def rule_profiling(cfg: ConfigContainer, world_size: int) -> Problems:
+    prof = cfg.profiling
+    if prof is None:
+        return []
+    problems = []
+    if prof.use_nsys_profiler and prof.use_pytorch_profiler:
+        problems.append(("profiling.use_pytorch_profiler",
+                         "use either the nsys or the PyTorch profiler, not both"))
+    if not 0 <= prof.profile_step_start < prof.profile_step_end:
+        problems.append(("profiling.profile_step_end",
+                         f"the window {prof.profile_step_start}..{prof.profile_step_end} needs "
+                         "0 <= profile_step_start < profile_step_end"))
+    bad = [r for r in prof.profile_ranks if not 0 <= r < world_size]
+    if bad:
+        problems.append(("profiling.profile_ranks",
+                         f"{bad} are not ranks of a world of size {world_size}"))
+    return problems
+
+
+def rule_blend(cfg: ConfigContainer, world_size: int) -> Problems:
+    data = cfg.dataset
+    if not isinstance(data, GPTDatasetConfig):
+        return []
+    problems = []
+    if data.blend_weights is not None:
+        if data.blend is None:
+            problems.append(("dataset.blend_weights", "given without a blend"))
+        elif len(data.blend_weights) != len(data.blend):
+            problems.append(("dataset.blend_weights",
+                             f"{len(data.blend_weights)} weights for {len(data.blend)} "
+                             "blend entries"))
+        if any(w <= 0 for w in data.blend_weights):
+            problems.append(("dataset.blend_weights",
+                             f"weights must be positive, got {data.blend_weights}"))
+    if data.blend is not None and data.blend_per_split is not None:
+        problems.append(("dataset.blend_per_split", "set either blend or blend_per_split"))
+    if data.split is not None and data.blend_per_split is None:
+        parts = data.split.replace("/", ",").split(",")
+        try:
+            values = [float(p) for p in parts]
+        except ValueError:
+            values = []
+        if not values or len(values) > 3 or any(v < 0 for v in values) or sum(values) <= 0:
+            problems.append(("dataset.split",
+                             f"'{data.split}' is not like '949,50,1' (up to three "
+                             "non-negative numbers, not all zero)"))
+    return problems
+
+
+def rule_packing(cfg: ConfigContainer, world_size: int) -> Problems:
+    data = cfg.dataset
+    if isinstance(data, FinetuningDatasetConfig) and data.packed:
+        if cfg.train.micro_batch_size != 1:
+            return [("train.micro_batch_size",
+                     "packed sequences take micro_batch_size 1 (a pack is the batch), got "
+                     f"{cfg.train.micro_batch_size}")]
+    return []
+
+
+def rule_mixed_precision(cfg: ConfigContainer, world_size: int) -> Problems:
+    if isinstance(cfg.mixed_precision, str):
+        try:
+            preset_name(cfg.mixed_precision)
+        except ConfigError as error:
+            return error.problems
+    return []
+
+
+def rule_comm_overlap(cfg: ConfigContainer, world_size: int) -> Problems:
+    overlap = cfg.comm_overlap
+    if overlap is None or not overlap.tp_comm_overlap:
+        return []
+    tp = _parallel_sizes(cfg)[0]
+    if tp < 2 or not getattr(cfg.model, "sequence_parallel", False):
+        return [("comm_overlap.tp_comm_overlap",
+                 "needs tensor_model_parallel_size > 1 and sequence_parallel=True on the model")]
+    return []
+
+
+def rule_logger(cfg: ConfigContainer, world_size: int) -> Problems:
+    if cfg.logger.log_interval < 1:
+        return [("logger.log_interval", f"must be positive, got {cfg.logger.log_interval}")]
+    return []
+
+
+RULES: list[Callable[[ConfigContainer, int], Problems]] = [
+    rule_batch_sizes, rule_train_length, rule_peft_needs_pretrained, rule_checkpoint,
+    rule_sequence_length, rule_vocab_size, rule_tokenizer_files, rule_scheduler, rule_profiling,
+    rule_blend, rule_packing, rule_mixed_precision, rule_comm_overlap, rule_logger,
+]

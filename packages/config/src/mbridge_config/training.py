@@ -1,0 +1,72 @@
+"""Training-loop, checkpoint, logging, scheduler, RNG, profiling, distributed and tokenizer configs.
+
+megatron-core 0.19 ships these as ``megatron.training.config``; we subclass them so that every
+field keeps megatron's name and meaning, and add only what the Megatron Bridge API has beyond
+them (listed in each class).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from megatron.training.config import (
+    CheckpointConfig as _CheckpointConfig,
+    DistributedInitConfig as _DistributedInitConfig,
+    LoggerConfig as _LoggerConfig,
+    ProfilingConfig as _ProfilingConfig,
+    RNGConfig as _RNGConfig,
+    SchedulerConfig as _SchedulerConfig,
+    TokenizerConfig as _TokenizerConfig,
+    TrainingConfig as _TrainingConfig,
+    ValidationConfig as _ValidationConfig,
+)
+
+
+@dataclass(kw_only=True)
+class TrainingConfig(_TrainingConfig, _ValidationConfig):
+    """Training loop settings. Megatron Bridge keeps validation settings here too
+    (eval_interval, eval_iters, skip_train, ...), so this joins megatron's TrainingConfig and
+    ValidationConfig. eval_iters is shared by validation and test."""
+
+    eval_interval: int | None = 1000
+    """Steps between validation runs (None: no validation during training)."""
+    eval_iters: int | None = 100
+    """Batches per validation (and test) run."""
+
+
+@dataclass(kw_only=True)
+class CheckpointConfig(_CheckpointConfig):
+    """Saving and loading checkpoints (megatron's fields, unchanged)."""
+
+
+@dataclass(kw_only=True)
+class LoggerConfig(_LoggerConfig):
+    """Console, TensorBoard and W&B logging (megatron's fields, unchanged)."""
+
+
+@dataclass(kw_only=True)
+class SchedulerConfig(_SchedulerConfig):
+    """Learning-rate and weight-decay schedules (megatron's fields, unchanged)."""
+
+
+@dataclass(kw_only=True)
+class RNGConfig(_RNGConfig):
+    """Seeds (megatron's fields, unchanged)."""
+
+
+@dataclass(kw_only=True)
+class ProfilingConfig(_ProfilingConfig):
+    """nsys / PyTorch profiler windows and CUDA memory history (megatron's fields, unchanged)."""
+
+
+@dataclass(kw_only=True)
+class DistributedInitConfig(_DistributedInitConfig):
+    """Process-group initialisation. Adds ``lazy_init`` from Megatron Bridge's strategy table
+    (NeMo 2.0's ``strategy.lazy_init``): defer model-parallel initialisation to the caller."""
+
+    lazy_init: bool = False
+
+
+@dataclass(kw_only=True)
+class TokenizerConfig(_TokenizerConfig):
+    """Which tokenizer to build and from which files (megatron's fields, unchanged)."""

@@ -1,0 +1,5 @@
+"""`megatron.bridge.training.tokenizers.config`: TokenizerConfig."""
+
+from mbridge_config.training import TokenizerConfig
+
+__all__ = ["TokenizerConfig"]
