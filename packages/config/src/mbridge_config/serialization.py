@@ -104,7 +104,7 @@ def from_dict(data: Any, expected: Any, path: str = "") -> Any:
                                  **{k: from_dict(v, Any, path)
                                     for k, v in data.get("kwargs", {}).items()})
     if isinstance(data, dict):
-        target = _single_dataclass(expected)
+        target = _dataclass_for_keys(expected, data.keys())
         if target is not None:
             return _build_dataclass(data, target, path)
     return coerce(data, expected, path)
@@ -163,10 +163,24 @@ def _resolve_target(target: str, expected: Any, path: str) -> type:
     return cls
 
 
+def _dataclass_members(expected: Any) -> list[type]:
+    return [t for t in _union_members(expected)
+            if isinstance(t, type) and dataclasses.is_dataclass(t)]
+
+
 def _single_dataclass(expected: Any) -> type | None:
-    candidates = [t for t in _union_members(expected)
-                  if isinstance(t, type) and dataclasses.is_dataclass(t)]
+    candidates = _dataclass_members(expected)
     return candidates[0] if len(candidates) == 1 else None
+
+
+def _dataclass_for_keys(expected: Any, keys: Any) -> type | None:
+    """The dataclass of a field's type that a mapping without _target_ describes: the only one,
+    or the only one of a union whose fields include all the keys."""
+    candidates = _dataclass_members(expected)
+    if len(candidates) == 1:
+        return candidates[0]
+    fitting = [c for c in candidates if set(keys) <= {f.name for f in init_fields(c)}]
+    return fitting[0] if len(fitting) == 1 else None
 
 
 def _union_members(annotation: Any) -> tuple:
@@ -238,6 +252,8 @@ def coerce(value: Any, annotation: Any, path: str) -> Any:
         raise ConfigError(f"expected an integer, got {value!r}", field=path)
     if annotation is float:
         number = _number(value)
+        if isinstance(number, int) and not isinstance(value, str):
+            return number  # an int is a valid float; keeping it keeps YAML round trips exact
         if number is not None:
             return float(number)
         raise ConfigError(f"expected a number, got {value!r}", field=path)
