@@ -211,6 +211,8 @@ def coerce(value: Any, annotation: Any, path: str) -> Any:
                 return coerce(value, member, path)
             except ConfigError as error:
                 errors.append(error)
+        if len(errors) == 1:  # X | None: X's own message says more
+            raise errors[0]
         raise ConfigError(f"expected {_type_name(annotation)}, got {value!r}", field=path)
     if origin is Literal:
         choices = typing.get_args(annotation)
