@@ -103,3 +103,52 @@ def test_bad_files_get_one_clear_error_naming_the_file(tmp_path, content, compla
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="no such YAML file: .*missing.yaml"):
         ConfigContainer.from_yaml(tmp_path / "missing.yaml")
+
+
+def _dp(world, cfg):
+    m = cfg.model
+    return world // (m.tensor_model_parallel_size * m.pipeline_model_parallel_size)
+
+
+# Breakers that invalidate *any* valid container: (field the error must name, mutation).
+RANDOM_BREAKERS = {
+    "train.micro_batch_size": lambda w, c: setattr(c.train, "micro_batch_size", 0),
+    "train.global_batch_size": lambda w, c: setattr(
+        c.train, "global_batch_size", c.train.micro_batch_size * _dp(w, c) * 3 + 1),
+    "train.train_iters": lambda w, c: setattr(c.train, "train_iters", None),
+    "logger.log_interval": lambda w, c: setattr(c.logger, "log_interval", 0),
+    "checkpoint.most_recent_k": lambda w, c: setattr(c.checkpoint, "most_recent_k", 0),
+    "checkpoint.async_save": lambda w, c: (setattr(c.checkpoint, "async_save", True),
+                                           setattr(c.checkpoint, "ckpt_format", "torch")),
+    "checkpoint.pretrained_checkpoint": lambda w, c: (
+        setattr(c, "peft", __import__("fake_provider").FakePEFT()),
+        setattr(c.checkpoint, "pretrained_checkpoint", None)),
+    "scheduler.lr_warmup_iters": lambda w, c: (
+        setattr(c.scheduler, "lr_decay_iters", None),
+        setattr(c.scheduler, "lr_warmup_iters", c.train.train_iters + 1)),
+    "model": lambda w, c: setattr(c.model, "pipeline_model_parallel_size", 8 * w + 3),
+    "mixed_precision": lambda w, c: setattr(c, "mixed_precision", "bf16_mixed_please"),
+    "profiling.profile_ranks": lambda w, c: setattr(
+        c, "profiling", __import__("mbridge_config").ProfilingConfig(profile_ranks=[w])),
+    "dataset": lambda w, c: setattr(c, "dataset", None),
+}
+
+
+@given(valid_containers(), st.lists(st.sampled_from(sorted(RANDOM_BREAKERS)), min_size=1,
+                                    max_size=3, unique=True))
+def test_random_invalid_containers_name_the_offending_fields(case, broken):
+    world, cfg = case
+    for field in broken:
+        RANDOM_BREAKERS[field](world, cfg)
+    with pytest.raises(ConfigError) as info:
+        cfg.validate(world_size=world)
+    reported = set(info.value.fields)
+    # The batch rule checks in order and stops at the first problem: a world the model parallel
+    # sizes do not divide leaves no dp to check batches against, and a bad micro batch leaves
+    # nothing to check the global batch against.
+    expected = set(broken)
+    if "model" in broken:
+        expected -= {"train.micro_batch_size", "train.global_batch_size"}
+    if "train.micro_batch_size" in broken:
+        expected.discard("train.global_batch_size")
+    assert expected <= reported, (broken, str(info.value))
