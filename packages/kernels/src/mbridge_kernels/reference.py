@@ -60,17 +60,22 @@ def masked_token_loss_reference(
     """(loss_sum, num_tokens) in plain PyTorch, differentiable through autograd.
 
     ``compute_dtype`` is float32 for the fallback and float64 for the oracle; the logits are
-    upcast once, so this path costs a logits-sized temporary (it is not the fast path).
+    upcast once, so this path costs a logits-sized temporary (it is not the fast path). The
+    results are float32 (float64 when computing in float64).
     """
     vocab = logits.shape[-1]
     x = logits.reshape(-1, vocab).to(compute_dtype)
     labels = labels.reshape(-1).to(torch.int64)
     weights = token_weights(labels, loss_mask, ignore_index, compute_dtype)
+    # Rows that do not count are zeroed first, so that non-finite values there cannot reach
+    # the loss or (through 0 * nan in autograd) the gradient.
+    x = torch.where(weights.unsqueeze(-1) != 0, x, torch.zeros_like(x))
     loss = per_token_loss(x, labels, ignore_index=ignore_index,
                           label_smoothing=label_smoothing, z_loss_weight=z_loss_weight)
     # where(), not a product: a masked row with non-finite logits must not poison the sum.
     loss_sum = torch.where(weights != 0, weights * loss, torch.zeros_like(loss)).sum()
-    return loss_sum.float(), weights.sum().float()
+    out = torch.promote_types(compute_dtype, torch.float32)
+    return loss_sum.to(out), weights.sum().to(out)
 
 
 def linear_masked_token_loss_reference(
@@ -87,3 +92,26 @@ def linear_masked_token_loss_reference(
     logits = h @ weight.to(compute_dtype).t()
     return masked_token_loss_reference(logits, labels, loss_mask, compute_dtype=compute_dtype,
                                        **kwargs)
+
+
+def loss_forward(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None,
+                 grad: torch.Tensor | None, *, ignore_index: int, label_smoothing: float,
+                 z_loss_weight: float, block_size: int | None = None) -> torch.Tensor:
+    """The fused kernels' contract in plain PyTorch (fp32): per-row weighted loss [N], and
+    d(sum loss)/d(logits) written into ``grad`` (which may be ``logits``) when given."""
+    del block_size
+    x = logits.float()
+    vocab = x.shape[-1]
+    w = token_weights(labels, weights, ignore_index, torch.float32)
+    lse = torch.logsumexp(x, dim=-1)
+    loss = per_token_loss(x, labels, ignore_index=ignore_index, label_smoothing=label_smoothing,
+                          z_loss_weight=z_loss_weight)
+    if grad is not None:
+        g = torch.exp(x - lse.unsqueeze(-1)) * (1.0 + 2.0 * z_loss_weight * lse).unsqueeze(-1)
+        g -= label_smoothing / vocab
+        valid = (labels >= 0) & (labels < vocab) & (labels != ignore_index)
+        rows = torch.nonzero(valid).squeeze(-1)
+        g[rows, labels[rows]] -= 1.0 - label_smoothing
+        g = torch.where(w.unsqueeze(-1) != 0, g * w.unsqueeze(-1), torch.zeros_like(g))
+        grad.copy_(g)
+    return torch.where(w != 0, w * loss, torch.zeros_like(loss))

@@ -62,6 +62,8 @@ def kernel_forward(backend: str):
         from . import _triton_loss
 
         return _triton_loss.loss_forward
+    if backend == "reference":
+        return reference.loss_forward
     from . import _extension
 
     return _extension.loss_forward
