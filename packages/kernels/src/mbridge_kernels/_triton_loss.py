@@ -32,6 +32,11 @@ def launch_config(vocab: int, block_size: int | None = None) -> tuple[int, int]:
 
 @functools.cache
 def _kernels():
+    return build_kernels()
+
+
+def build_kernels():
+    """(loss_fwd_kernel, scale_kernel), interpreted when TRITON_INTERPRET=1 is set now."""
     import triton
     import triton.language as tl
 
