@@ -1,0 +1,140 @@
+"""Triton kernels of the fused masked token loss.
+
+One program per token row: a first pass over the row keeps an online max / sum-exp (fp32) and
+the sum of the logits (label smoothing); the second pass writes the gradient of the row's
+weighted loss, either into a separate buffer or over the logits themselves. The kernels are
+built on first use, so setting TRITON_INTERPRET=1 any time before the first call runs them on
+the CPU through Triton's interpreter.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+# Heuristic launch parameters (no autotuning: autotune re-runs the kernel, which would corrupt
+# the logits when the gradient is written in place).
+_MAX_BLOCK = 16384
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+def launch_config(vocab: int, block_size: int | None = None) -> tuple[int, int]:
+    """(BLOCK, num_warps) for a row of ``vocab`` logits."""
+    block = block_size or min(_MAX_BLOCK, _next_pow2(vocab))
+    block = max(16, _next_pow2(block))
+    num_warps = 4 if block <= 2048 else 8 if block <= 8192 else 16
+    return block, num_warps
+
+
+@functools.cache
+def _kernels():
+    return build_kernels()
+
+
+def build_kernels():
+    """(loss_fwd_kernel, scale_kernel), interpreted when TRITON_INTERPRET=1 is set now."""
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def loss_fwd_kernel(
+        logits_ptr, logits_stride,
+        grad_ptr, grad_stride,
+        labels_ptr, mask_ptr, loss_ptr,
+        V, ignore_index, smoothing, z_weight,
+        HAS_MASK: tl.constexpr, WRITE_GRAD: tl.constexpr, BLOCK: tl.constexpr,
+    ):
+        row = tl.program_id(0).to(tl.int64)
+        row_ptr = logits_ptr + row * logits_stride
+        label = tl.load(labels_ptr + row).to(tl.int64)
+        if HAS_MASK:
+            w = tl.load(mask_ptr + row).to(tl.float32)
+        else:
+            w = 1.0
+        w = tl.where(label == ignore_index, 0.0, w)
+
+        # Pass 1: online log-sum-exp (and the row sum, for label smoothing).
+        offs = tl.arange(0, BLOCK)
+        m = -float("inf")
+        s = 0.0
+        sx = 0.0
+        for start in range(0, V, BLOCK):
+            cols = start + offs
+            x = tl.load(row_ptr + cols, mask=cols < V, other=-float("inf")).to(tl.float32)
+            m_new = tl.maximum(m, tl.max(x, axis=0))
+            s = s * tl.exp(m - m_new) + tl.sum(tl.exp(x - m_new), axis=0)
+            m = m_new
+            if smoothing != 0.0:
+                sx += tl.sum(tl.where(cols < V, x, 0.0), axis=0)
+        lse = m + tl.log(s)
+        in_row = (label >= 0) & (label < V)
+        target = tl.load(row_ptr + label, mask=in_row, other=0.0).to(tl.float32)
+        loss = lse - (1.0 - smoothing) * target - (smoothing / V) * sx + z_weight * lse * lse
+        tl.store(loss_ptr + row, tl.where(w != 0.0, w * loss, 0.0))
+
+        # Pass 2: d(w * loss)/dx = w * (softmax * (1 + 2 z lse) - (1 - eps) onehot - eps / V).
+        if WRITE_GRAD:
+            out_ptr = grad_ptr + row * grad_stride
+            coef = w * (1.0 + 2.0 * z_weight * lse)
+            shift = w * smoothing / V
+            hit = w * (1.0 - smoothing)
+            for start in range(0, V, BLOCK):
+                cols = start + offs
+                x = tl.load(row_ptr + cols, mask=cols < V, other=0.0).to(tl.float32)
+                g = tl.exp(x - lse) * coef - shift - tl.where(cols == label, hit, 0.0)
+                g = tl.where(w != 0.0, g, 0.0)
+                tl.store(out_ptr + cols, g.to(out_ptr.dtype.element_ty), mask=cols < V)
+
+    @triton.jit
+    def scale_kernel(ptr, scale_ptr, n, BLOCK: tl.constexpr):
+        # Multiplies in place by a device scalar; returns at once when it is 1 (the usual
+        # `loss_sum.backward()`), so that case costs no pass over the buffer and no host sync.
+        scale = tl.load(scale_ptr).to(tl.float32)
+        if scale != 1.0:
+            offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+            x = tl.load(ptr + offs, mask=offs < n).to(tl.float32)
+            tl.store(ptr + offs, (x * scale).to(ptr.dtype.element_ty), mask=offs < n)
+
+    return loss_fwd_kernel, scale_kernel
+
+
+def loss_forward(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None,
+                 grad: torch.Tensor | None, *, ignore_index: int, label_smoothing: float,
+                 z_loss_weight: float, block_size: int | None = None) -> torch.Tensor:
+    """Per-row weighted loss (fp32 [N]); writes d(sum loss)/d(logits) into ``grad`` if given.
+
+    ``logits`` [N, V] with unit stride along V; ``grad`` may be ``logits`` itself (in place).
+    """
+    fwd, _ = _kernels()
+    n, vocab = logits.shape
+    loss = torch.empty(n, dtype=torch.float32, device=logits.device)
+    if n == 0:
+        return loss
+    block, num_warps = launch_config(vocab, block_size)
+    fwd[(n,)](
+        logits, logits.stride(0),
+        grad if grad is not None else logits, grad.stride(0) if grad is not None else 0,
+        labels, weights if weights is not None else labels, loss,
+        vocab, ignore_index, float(label_smoothing), float(z_loss_weight),
+        HAS_MASK=weights is not None, WRITE_GRAD=grad is not None, BLOCK=block,
+        num_warps=num_warps,
+    )
+    return loss
+
+
+def scale_(buf: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``buf *= scale`` for a contiguous ``buf`` and a one-element device tensor ``scale``."""
+    _, kernel = _kernels()
+    n = buf.numel()
+    block = 4096
+    if n:
+        kernel[(triton_cdiv(n, block),)](buf, scale.reshape(1), n, BLOCK=block, num_warps=8)
+    return buf
+
+
+def triton_cdiv(a: int, b: int) -> int:
+    return -(-a // b)
