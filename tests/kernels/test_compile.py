@@ -29,7 +29,7 @@ from mbridge_kernels import _triton_loss
 
 fwd, scale = _triton_loss.build_kernels()
 sig = {"logits_ptr": "*bf16", "logits_stride": "i64", "grad_ptr": "*bf16", "grad_stride": "i64",
-       "labels_ptr": "*i64", "mask_ptr": "*fp32", "loss_ptr": "*fp32", "V": "i32",
+       "labels_ptr": "*i64", "mask_ptr": "*fp32", "loss_ptr": "*fp32", "N": "i32", "V": "i32",
        "ignore_index": "i32", "smoothing": "fp32", "z_weight": "fp32",
        "HAS_MASK": "constexpr", "WRITE_GRAD": "constexpr", "BLOCK": "constexpr"}
 target = GPUTarget("cuda", 90, 32)
