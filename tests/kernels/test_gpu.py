@@ -70,12 +70,15 @@ def test_fused_linear_loss_on_gpu_matches_oracle_and_stays_small():
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     base = torch.cuda.memory_allocated()
-    loss, count = linear_masked_token_loss(hidden, weight, labels, z_loss_weight=1e-4)
+    chunk = 128
+    loss, count = linear_masked_token_loss(hidden, weight, labels, z_loss_weight=1e-4,
+                                           chunk_tokens=chunk)
     loss.backward()
     torch.cuda.synchronize()
     grads = hidden.grad.nbytes + weight.grad.nbytes
     extra = torch.cuda.max_memory_allocated() - base - grads
-    assert extra <= 0.06 * n * v * 2  # one chunk of bf16 logits, not all of them
+    # One chunk of bf16 logits (+ per-token fp32 vectors and allocator rounding), not all.
+    assert extra <= chunk * v * 2 * 1.05 + 64 * n
     h64 = hidden.detach().double().requires_grad_(True)
     w64 = weight.detach().double().requires_grad_(True)
     ref, ref_count = masked_token_loss_reference(h64 @ w64.t(), labels, ignore_index=IGNORE,

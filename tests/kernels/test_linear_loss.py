@@ -80,11 +80,14 @@ def test_only_gradients_that_are_asked_for_are_computed():
 
 
 def test_chunk_default_bounds_the_logits_buffer():
-    assert default_chunk_tokens(8192) == 256  # 1/32 of the logits
-    assert default_chunk_tokens(16384) == 512
+    # At least 1024 tokens (keeps the grad_weight accumulation compute-bound), else <= 1/25 of
+    # the logits, never more tokens than there are.
+    assert default_chunk_tokens(8192) == 1024
+    assert default_chunk_tokens(16384) == 1024
     assert default_chunk_tokens(100) == 100  # one chunk for small inputs
-    assert all(default_chunk_tokens(n) <= max(n, 128) for n in (1, 1000, 5000, 10**6))
-    assert all(default_chunk_tokens(n) <= n / 25 for n in (8192, 50000, 10**6))
+    assert default_chunk_tokens(2**20) == 32768  # 1/32 of the logits
+    assert all(default_chunk_tokens(n) <= min(n, max(1024, n / 25)) for n in
+               (1, 1000, 5000, 8192, 50000, 10**6))
 
 
 def test_bad_shapes_are_named():

@@ -25,7 +25,10 @@ CUDA_SOURCES = ("masked_token_loss_cuda.cu",)
 def csrc_dir() -> Path:
     """The installed copy next to this module, else the workspace's top-level csrc/."""
     here = Path(__file__).resolve().parent
-    for candidate in (here / "csrc", here.parents[3] / "csrc"):
+    candidates = [here / "csrc"]
+    if len(here.parents) > 3:  # packages/kernels/src/mbridge_kernels -> the repository root
+        candidates.append(here.parents[3] / "csrc")
+    for candidate in candidates:
         if (candidate / CPU_SOURCES[0]).is_file():
             return candidate
     raise FileNotFoundError(f"mbridge_kernels: no csrc/ with {CPU_SOURCES[0]} near {here}")

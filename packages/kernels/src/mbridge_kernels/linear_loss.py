@@ -21,8 +21,11 @@ from . import token_loss as mtl
 
 
 def default_chunk_tokens(tokens: int) -> int:
-    """Largest power of two <= tokens/25 (chunk logits <= 4% of the full logits), >= 128."""
-    target = max(128, tokens // 25)
+    """Largest power of two <= tokens/25 (chunk logits <= 4% of the full logits), but at least
+    1024 tokens: ``grad_weight += chunk_grad^T @ chunk_hidden`` reads and writes all of
+    grad_weight once per chunk, and only chunks of ~1024+ tokens keep that matmul compute-bound
+    on Hopper (H100: 42 ms with 1024-token chunks vs 63 ms with 256 at 8192 x 4096 x 128256)."""
+    target = max(1024, tokens // 25)
     return min(max(tokens, 1), 1 << (target.bit_length() - 1))
 
 
