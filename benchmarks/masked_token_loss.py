@@ -205,12 +205,16 @@ def bench_linear(tokens, vocab, hidden_size, found, ceil) -> list[dict]:
                 expected = got.item()
             row["loss_rel_diff_vs_ours"] = abs(got.item() - expected) / abs(expected)
 
-            def step():
+            def clear():
                 h.grad = None
                 w.grad = None
+
+            def step():
+                clear()
                 loss_fn(h, w, labels).backward()
 
-            raw = _peak_extra(step)
+            # Clear first, so the baseline does not hold the previous call's gradients.
+            raw = _peak_extra(step, before_call=clear)
             grads = h.numel() * 2 + w.numel() * 2
             row["peak_extra_raw_bytes"] = raw
             row["peak_extra_bytes"] = raw - grads
