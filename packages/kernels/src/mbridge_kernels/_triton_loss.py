@@ -13,6 +13,13 @@ import functools
 
 import torch
 
+try:  # module-level on purpose: Triton's interpreter patches the `tl` it finds in the kernels'
+    # globals (a `tl` imported inside build_kernels is invisible to it).
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - platforms without triton use the other backends
+    triton = tl = None
+
 # Heuristic launch parameters (no autotuning: autotune re-runs the kernel, which would corrupt
 # the logits when the gradient is written in place).
 _MAX_BLOCK = 16384
@@ -37,8 +44,6 @@ def _kernels():
 
 def build_kernels():
     """(loss_fwd_kernel, scale_kernel), interpreted when TRITON_INTERPRET=1 is set now."""
-    import triton
-    import triton.language as tl
 
     @triton.jit
     def loss_fwd_kernel(
@@ -98,11 +103,14 @@ def build_kernels():
     def scale_kernel(ptr, scale_ptr, n, BLOCK: tl.constexpr):
         # Multiplies in place by a device scalar; returns at once when it is 1 (the usual
         # `loss_sum.backward()`), so that case costs no pass over the buffer and no host sync.
+        # A persistent grid walks the blocks, so the scale-is-1 case is a few hundred programs
+        # that exit, not one per block.
         scale = tl.load(scale_ptr).to(tl.float32)
         if scale != 1.0:
-            offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-            x = tl.load(ptr + offs, mask=offs < n).to(tl.float32)
-            tl.store(ptr + offs, (x * scale).to(ptr.dtype.element_ty), mask=offs < n)
+            for b in range(tl.program_id(0), tl.cdiv(n, BLOCK), tl.num_programs(0)):
+                offs = tl.cast(b, tl.int64) * BLOCK + tl.arange(0, BLOCK)
+                x = tl.load(ptr + offs, mask=offs < n).to(tl.float32)
+                tl.store(ptr + offs, (x * scale).to(ptr.dtype.element_ty), mask=offs < n)
 
     return loss_fwd_kernel, scale_kernel
 
@@ -150,7 +158,8 @@ def scale_(buf: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     n = buf.numel()
     block = 4096
     if n:
-        kernel[(triton_cdiv(n, block),)](buf, scale.reshape(1), n, BLOCK=block, num_warps=8)
+        programs = min(triton_cdiv(n, block), _programs(buf.device, num_warps=8))
+        kernel[(programs,)](buf, scale.reshape(1), n, BLOCK=block, num_warps=8)
     return buf
 
 
