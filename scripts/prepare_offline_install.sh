@@ -8,7 +8,7 @@
 # override it with MBRIDGE_OFFLINE_SKIP="name name ..." when your host differs.
 #
 # On the host (repository copied over, .whl/ included):
-#   python3 -m pip install --no-index --no-deps --target /tmp/site .whl/*.whl
+#   python3 -m pip install --no-index --no-deps --upgrade --target /tmp/site .whl/*.whl
 #   export PYTHONPATH=/tmp/site
 #   python3 -m mbridge.cli smoke
 # (--no-deps keeps pip from touching the host's own torch; the lock's versions travel.)

@@ -2,9 +2,9 @@
 
 One program per token row: a first pass over the row keeps an online max / sum-exp (fp32) and
 the sum of the logits (label smoothing); the second pass writes the gradient of the row's
-weighted loss, either into a separate buffer or over the logits themselves. The kernels are
-built on first use, so setting TRITON_INTERPRET=1 any time before the first call runs them on
-the CPU through Triton's interpreter.
+weighted loss, either into a separate buffer or over the logits themselves. TRITON_INTERPRET=1
+runs them on the CPU through Triton's interpreter; it must be set before triton is first
+imported (triton.language builds its own helpers at import), e.g. before importing megatron.
 """
 
 from __future__ import annotations
