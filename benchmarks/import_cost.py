@@ -31,6 +31,10 @@ CANDIDATES = {
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         "    try:\n        main(['--help'])\n    except SystemExit:\n        pass\n"
     ),
+    "mbridge recipes": (
+        "import contextlib, io\nfrom mbridge.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n    main(['recipes'])\n"
+    ),
 }
 
 

@@ -49,6 +49,19 @@ def _smoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recipes(args: argparse.Namespace) -> int:
+    from mbridge.recipe_index import find_recipes
+
+    recipes = find_recipes()
+    if not recipes:
+        print("no recipes in mbridge.recipes yet")
+        return 0
+    width = max(len(r.name) for r in recipes)
+    for recipe in recipes:
+        print(f"{recipe.name:<{width}}  {recipe.summary}".rstrip())
+    return 0
+
+
 def _quiet_megatron_import_warnings() -> None:
     """megatron-core warns at import about optional extras (Apex, TE, absl) it falls back from;
     the fallbacks are what mbridge expects, so the CLI keeps its output to the run itself."""
@@ -74,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     smoke.add_argument("--pipeline-parallel", type=int, default=1, metavar="N")
     smoke.add_argument("--bf16", action="store_true", help="bf16 parameters and activations")
     smoke.set_defaults(handler=_smoke)
+    recipes = commands.add_parser("recipes", help="list the recipes (functions returning a "
+                                                  "ConfigContainer) in mbridge.recipes")
+    recipes.set_defaults(handler=_recipes)
     return parser
 
 
@@ -84,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     for name in ("steps", "tensor_parallel", "pipeline_parallel"):
-        if getattr(args, name) < 1:
+        if getattr(args, name, 1) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     return args.handler(args)
 
