@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from mbridge_config.errors import ConfigError, did_you_mean
-from mbridge_config.serialization import _single_dataclass, field_types, field_value, init_fields
+from mbridge_config.serialization import single_dataclass, field_types, field_value, init_fields
 
 
 def parse_override(text: str) -> tuple[str, Any, bool]:
@@ -56,7 +56,7 @@ def _apply(root: Any, key: str, value: Any, reset: bool) -> None:
         walked.append(part)
         current = getattr(node, part)
         if current is None:
-            cls = _single_dataclass(field_types(type(node))[part])
+            cls = single_dataclass(field_types(type(node))[part])
             if cls is None:
                 raise ConfigError("is null and has no single config type to create",
                                   field=".".join(walked))

@@ -168,7 +168,7 @@ def _dataclass_members(expected: Any) -> list[type]:
             if isinstance(t, type) and dataclasses.is_dataclass(t)]
 
 
-def _single_dataclass(expected: Any) -> type | None:
+def single_dataclass(expected: Any) -> type | None:
     candidates = _dataclass_members(expected)
     return candidates[0] if len(candidates) == 1 else None
 
