@@ -39,12 +39,32 @@ def per_token_loss(x: torch.Tensor, labels: torch.Tensor, *, ignore_index: int =
     valid = (labels != ignore_index) & (labels >= 0) & (labels < x.shape[-1])
     target = x.gather(-1, torch.where(valid, labels, 0).unsqueeze(-1)).squeeze(-1)
     target = torch.where(valid, target, torch.zeros_like(target))
-    loss = lse - (1.0 - label_smoothing) * target
-    if label_smoothing:
-        loss = loss - (label_smoothing / vocab) * x.sum(dim=-1)
-    if z_loss_weight:
-        loss = loss + z_loss_weight * lse * lse
-    return loss
+    row_sum = x.sum(dim=-1) if label_smoothing else torch.zeros_like(lse)
+    return loss_from_stats(lse, target, row_sum, vocab_size=vocab,
+                           label_smoothing=label_smoothing, z_loss_weight=z_loss_weight)
+
+
+def loss_from_stats(lse: torch.Tensor, target: torch.Tensor, row_sum: torch.Tensor, *,
+                    vocab_size: int, label_smoothing: float, z_loss_weight: float) -> torch.Tensor:
+    """Per-row loss from its log-sum-exp, target logit and (with smoothing) row sum."""
+    return (lse - (1.0 - label_smoothing) * target - (label_smoothing / vocab_size) * row_sum
+            + z_loss_weight * lse * lse)
+
+
+def loss_gradient(x: torch.Tensor, local_labels: torch.Tensor, lse: torch.Tensor,
+                  weights: torch.Tensor, *, vocab_size: int, label_smoothing: float,
+                  z_loss_weight: float) -> torch.Tensor:
+    """d(w_i * loss_i)/dx for the columns ``x`` [N, V_cols] holds (all of them, or one shard).
+
+    ``local_labels`` index into those columns (out of range: the target lies elsewhere);
+    ``lse`` is the full row's; rows with zero weight get exactly zero.
+    """
+    g = torch.exp(x - lse.unsqueeze(-1)) * (1.0 + 2.0 * z_loss_weight * lse).unsqueeze(-1)
+    g -= label_smoothing / vocab_size
+    hit = (local_labels >= 0) & (local_labels < x.shape[-1]) & (weights != 0)
+    rows = torch.nonzero(hit).squeeze(-1)
+    g[rows, local_labels[rows]] -= 1.0 - label_smoothing
+    return torch.where(weights.unsqueeze(-1) != 0, g * weights.unsqueeze(-1), torch.zeros_like(g))
 
 
 def masked_token_loss_reference(
@@ -107,11 +127,6 @@ def loss_forward(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tens
     loss = per_token_loss(x, labels, ignore_index=ignore_index, label_smoothing=label_smoothing,
                           z_loss_weight=z_loss_weight)
     if grad is not None:
-        g = torch.exp(x - lse.unsqueeze(-1)) * (1.0 + 2.0 * z_loss_weight * lse).unsqueeze(-1)
-        g -= label_smoothing / vocab
-        valid = (labels >= 0) & (labels < vocab) & (labels != ignore_index)
-        rows = torch.nonzero(valid).squeeze(-1)
-        g[rows, labels[rows]] -= 1.0 - label_smoothing
-        g = torch.where(w.unsqueeze(-1) != 0, g * w.unsqueeze(-1), torch.zeros_like(g))
-        grad.copy_(g)
+        grad.copy_(loss_gradient(x, labels, lse, w, vocab_size=vocab,
+                                 label_smoothing=label_smoothing, z_loss_weight=z_loss_weight))
     return torch.where(w != 0, w * loss, torch.zeros_like(loss))

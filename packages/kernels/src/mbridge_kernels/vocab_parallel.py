@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 
 from . import token_loss as mtl
-from .reference import token_weights
+from .reference import loss_from_stats, loss_gradient, token_weights
 
 
 def _global_stats(x: torch.Tensor, labels: torch.Tensor, vocab_start: int, smoothing: bool,
@@ -42,7 +42,8 @@ class _VocabParallelLoss(torch.autograd.Function):
                 eps, z):
         x = shard.detach().reshape(-1, shard.shape[-1]).float()
         lse, target, row_sum = _global_stats(x, labels, vocab_start, eps != 0.0, group)
-        loss = lse - (1.0 - eps) * target - (eps / vocab_size) * row_sum + z * lse * lse
+        loss = loss_from_stats(lse, target, row_sum, vocab_size=vocab_size,
+                               label_smoothing=eps, z_loss_weight=z)
         w = token_weights(labels, weights, ignore_index, torch.float32)
         ctx.save_for_backward(shard, labels, w, lse)
         ctx.args = (vocab_start, vocab_size, eps, z)
@@ -53,12 +54,8 @@ class _VocabParallelLoss(torch.autograd.Function):
         shard, labels, w, lse = ctx.saved_tensors
         vocab_start, vocab_size, eps, z = ctx.args
         x = shard.reshape(-1, shard.shape[-1]).float()
-        g = torch.exp(x - lse.unsqueeze(-1)) * (1.0 + 2.0 * z * lse).unsqueeze(-1) - eps / vocab_size
-        local = labels - vocab_start
-        rows = torch.nonzero((local >= 0) & (local < x.shape[-1]) & (w != 0)).squeeze(-1)
-        g[rows, local[rows]] -= 1.0 - eps
-        scale = (w * grad_output.float()).unsqueeze(-1)
-        g = torch.where(w.unsqueeze(-1) != 0, g * scale, torch.zeros_like(g))
+        g = loss_gradient(x, labels - vocab_start, lse, w, vocab_size=vocab_size,
+                          label_smoothing=eps, z_loss_weight=z) * grad_output.float()
         return g.to(shard.dtype).view(shard.shape), None, None, None, None, None, None, None, None
 
 
