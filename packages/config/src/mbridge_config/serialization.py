@@ -114,8 +114,12 @@ def init_fields(cls: type) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(cls) if f.init and not f.name.startswith("_")]
 
 
+@functools.cache
 def field_types(cls: type) -> dict[str, Any]:
-    """Resolved annotations of a dataclass's fields (Any where they cannot be resolved)."""
+    """Resolved annotations of a dataclass's fields (Any where they cannot be resolved).
+
+    Cached per class: resolving hints is the costly part of loading, asked once per field.
+    Callers must not mutate the returned dict."""
     try:
         hints = typing.get_type_hints(cls)
     except Exception:  # noqa: BLE001 - some upstream annotations name optional packages
