@@ -19,37 +19,50 @@ from megatron.core.transformer.enums import AttnMaskType
 class SDPAttention(DotProductAttention):
     """Drop-in core attention for megatron-core layer specs, backed by SDPA."""
 
-    def _sdpa_supported(self, attention_bias) -> bool:
+    def _sdpa_supported(self) -> bool:
         config = self.config
-        return (attention_bias is None and self.softmax_offset is None
+        return (self.softmax_offset is None
                 and getattr(config, "window_size", None) is None
                 and not getattr(config, "apply_query_key_layer_scaling", False)
                 and getattr(config, "softmax_type", "vanilla") == "vanilla")
 
     def forward(self, query, key, value, attention_mask, attn_mask_type=None,
                 attention_bias=None, packed_seq_params=None):
-        if not self._sdpa_supported(attention_bias):
+        if not self._sdpa_supported():
             return super().forward(query, key, value, attention_mask, attn_mask_type,
                                    attention_bias, packed_seq_params)
         mask_type = attn_mask_type if attn_mask_type is not None else self.attn_mask_type
         causal = mask_type in (AttnMaskType.causal, AttnMaskType.padding_causal)
-        if packed_seq_params is not None:
+        if packed_seq_params is not None and attention_bias is None:
             return self._packed(query, key, value, packed_seq_params, causal)
+        if packed_seq_params is not None:
+            return super().forward(query, key, value, attention_mask, attn_mask_type,
+                                   attention_bias, packed_seq_params)
         # [s, b, heads, dim] -> [b, heads, s, dim]
         q, k, v = (t.permute(1, 2, 0, 3) for t in (query, key, value))
-        context = self._attend(q, k, v, attention_mask, causal)
+        context = self._attend(q, k, v, attention_mask, causal, attention_bias)
         # [b, heads, s, dim_v] -> [s, b, heads * dim_v]
         context = context.permute(2, 0, 1, 3)
         return context.reshape(context.size(0), context.size(1), -1)
 
-    def _attend(self, q, k, v, attention_mask, causal):
-        """SDPA on [b, heads, s, dim]; ``attention_mask`` is megatron's (True = masked out)."""
+    def _attend(self, q, k, v, attention_mask, causal, bias=None):
+        """SDPA on [b, heads, s, dim]; ``attention_mask`` is megatron's (True = masked out);
+        ``bias`` an additive score bias (T5's relative positions), broadcast like the scores."""
         dropout = self.attention_dropout.p if self.training else 0.0
         gqa = q.size(1) != k.size(1)
         mask = None
         if attention_mask is not None:
             mask = ~attention_mask.bool()
             causal = False  # megatron's mask already carries the causal structure
+        if bias is not None:
+            blocked = None if mask is None else ~mask
+            if causal:
+                blocked = torch.ones(q.size(2), k.size(2), dtype=torch.bool,
+                                     device=q.device).triu(1)
+                causal = False
+            mask = bias.to(q.dtype)
+            if blocked is not None:
+                mask = mask.masked_fill(blocked, float("-inf"))
         if dropout > 0.0 and not self.config.sequence_parallel:
             with tensor_parallel.get_cuda_rng_tracker().fork():
                 return self._sdpa(q, k, v, mask, dropout, causal, gqa)

@@ -9,7 +9,6 @@ from typing import Any, Callable, Literal
 from megatron.core.transformer.transformer_config import TransformerConfig
 
 from mbridge_config.errors import ConfigError
-from mbridge_config.vocab import padded_vocab_size
 from mbridge_models import layer_specs
 from mbridge_models.provider import ModelProviderMixin
 
@@ -65,15 +64,6 @@ class GPTModelProvider(ModelProviderMixin, TransformerConfig):
 
     # ------------------------------------------------------------------ building
 
-    def padded_vocab_size(self) -> int:
-        if self.vocab_size is None:
-            raise ConfigError("is None: set it, or build through ConfigContainer with a tokenizer "
-                              "so it is taken from the tokenizer", field="model.vocab_size")
-        if not self.should_pad_vocab:
-            return self.vocab_size
-        return padded_vocab_size(self.vocab_size, self.make_vocab_size_divisible_by,
-                                 self.tensor_model_parallel_size)
-
     def layer_spec_choice(self) -> str:
         spec = self.transformer_layer_spec
         return layer_specs.resolve_choice(spec) if isinstance(spec, str) else "custom"
@@ -97,17 +87,11 @@ class GPTModelProvider(ModelProviderMixin, TransformerConfig):
     def provide(self, pre_process: bool | None = None, post_process: bool | None = None,
                 vp_stage: int | None = None):
         """Build this rank's GPTModel (its pipeline stage / virtual stage ``vp_stage``)."""
-        from megatron.core import parallel_state
         from megatron.core.models.gpt import GPTModel
 
         self.finalize()
         vocab_size = self.padded_vocab_size()
-        if pre_process is None:
-            pre_process = parallel_state.is_pipeline_first_stage(ignore_virtual=False,
-                                                                 vp_stage=vp_stage)
-        if post_process is None:
-            post_process = parallel_state.is_pipeline_last_stage(ignore_virtual=False,
-                                                                 vp_stage=vp_stage)
+        pre_process, post_process = self.pipeline_ends(pre_process, post_process, vp_stage)
         spec = self.layer_spec(vp_stage)
         return GPTModel(
             config=self,

@@ -13,6 +13,7 @@ from typing import Any, Callable
 import torch
 
 from mbridge_config.errors import ConfigError
+from mbridge_config.vocab import padded_vocab_size
 
 
 class ModelProviderMixin:
@@ -30,12 +31,39 @@ class ModelProviderMixin:
         problems = self.parallelism_problems()
         if problems:
             raise ConfigError(problems)
+        if self.pipeline_model_parallel_size > 1 and self.pipeline_dtype is None:
+            self.pipeline_dtype = self.params_dtype  # what travels between stages
         try:
             super(ModelProviderMixin, self).__post_init__()
         except (AssertionError, ValueError) as error:
             raise ConfigError(f"{type(self).__name__}: {error}", field="model") from error
         self._finalized = True
         return self
+
+    # ------------------------------------------------------------------ building blocks
+
+    def padded_vocab_size(self) -> int:
+        """The embedding rows: vocab_size, padded when it came from the tokenizer."""
+        if self.vocab_size is None:
+            raise ConfigError("is None: set it, or build through ConfigContainer with a tokenizer "
+                              "so it is taken from the tokenizer", field="model.vocab_size")
+        if not self.should_pad_vocab:
+            return self.vocab_size
+        return padded_vocab_size(self.vocab_size, self.make_vocab_size_divisible_by,
+                                 self.tensor_model_parallel_size)
+
+    @staticmethod
+    def pipeline_ends(pre_process, post_process, vp_stage):
+        """Whether this rank's (virtual) stage holds the embedding / the output layer."""
+        from megatron.core import parallel_state
+
+        if pre_process is None:
+            pre_process = parallel_state.is_pipeline_first_stage(ignore_virtual=False,
+                                                                 vp_stage=vp_stage)
+        if post_process is None:
+            post_process = parallel_state.is_pipeline_last_stage(ignore_virtual=False,
+                                                                 vp_stage=vp_stage)
+        return pre_process, post_process
 
     # ------------------------------------------------------------------ checks
 

@@ -21,6 +21,7 @@ the model.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import logging
 import threading
@@ -65,6 +66,9 @@ def activate() -> bool:
         rng_logger = logging.getLogger("megatron.core.tensor_parallel.random")
         rng_logger.addFilter(_drop_cpu_rng_warning)
         _undo.append(lambda: rng_logger.removeFilter(_drop_cpu_rng_warning))
+        for cls, original in _megatron_autograd_functions():
+            cls.backward = staticmethod(_backward_on_cpu(original.__func__))
+            _undo.append(lambda c=cls, o=original: setattr(c, "backward", o))
         mode = _CudaToCpuMode()
         mode.__enter__()
         _undo.append(lambda: mode.__exit__(None, None, None))
@@ -212,6 +216,34 @@ def _patches() -> list[tuple[Any, str, Any]]:
         (mcore_random, "_set_cuda_rng_state", _stand_in(_cpu_set_rng_state)),
     ]
     return patches
+
+
+def _megatron_autograd_functions() -> list[tuple[type, staticmethod]]:
+    """megatron-core's custom autograd functions (class, its own ``backward`` staticmethod)."""
+    found, pending = [], list(torch.autograd.Function.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        pending += cls.__subclasses__()
+        backward = cls.__dict__.get("backward")
+        if cls.__module__.startswith("megatron.core") and isinstance(backward, staticmethod):
+            found.append((cls, backward))
+    return found
+
+
+def _backward_on_cpu(backward: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``backward`` with the CUDA-to-CPU mode on the stack.
+
+    torch switches a function mode off while its handler runs, so a backward pass started from
+    a call the mode intercepted (a user's ``loss.backward()``) runs without it, and megatron's
+    tensor-parallel backward passes allocate on "the current CUDA device".
+    """
+
+    @functools.wraps(backward)
+    def on_cpu(ctx: Any, *grads: Any) -> Any:
+        with _CudaToCpuMode():
+            return backward(ctx, *grads)
+
+    return on_cpu
 
 
 # --------------------------------------------------------------------------- torch function mode
