@@ -1,0 +1,233 @@
+"""Training step of a Llama-style ~1B model: our local layer spec beside megatron-core's own.
+
+    PYTHONPATH=/tmp/site python3 benchmarks/layer_spec.py --out benchmarks/results [--tiny]
+
+Same process, same model and weights initialisation, same training stack for every variant:
+GPTModelProvider -> provide_distributed_model (megatron DDP, distributed optimizer, bf16
+Float16Module) -> megatron Adam -> megatron's forward/backward schedule, vocab-parallel cross
+entropy. Only ``transformer_layer_spec`` changes: "mcore_local" (megatron's local spec, unfused
+attention), "local" (ours: SDPA attention), and "te" when Transformer Engine is importable.
+
+Per variant: warm-up steps, then timed steps (CUDA-synchronised wall clock per step); median,
+min/max, IQR of the step time; tokens/s; model TFLOP/s = (6·N + 12·L·s·h)·tokens / step time
+(N = parameters without embeddings, the Megatron paper's accounting, attention not halved for
+causality); MFU against the bf16 8192^3 matmul rate measured in the same run; peak memory.
+Writes <out>/layer_spec-<device>.json and .md. ``--tiny`` runs a small model (also on CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from mbridge_models import runtime
+from mbridge_models.gpt_provider import GPTModelProvider
+
+LLAMA_1B = dict(num_layers=16, hidden_size=2048, ffn_hidden_size=6144, num_attention_heads=16,
+                num_query_groups=8, vocab_size=32768, seq_length=2048)
+TINY = dict(num_layers=2, hidden_size=128, ffn_hidden_size=256, num_attention_heads=4,
+            num_query_groups=2, vocab_size=512, seq_length=128)
+
+
+def provider_for(shape: dict, spec: str) -> GPTModelProvider:
+    on_gpu = torch.cuda.is_available()
+    return GPTModelProvider(
+        **shape, transformer_layer_spec=spec, normalization="RMSNorm", gated_linear_unit=True,
+        activation_func=F.silu, add_bias_linear=False, position_embedding_type="rope",
+        rotary_base=500000, share_embeddings_and_output_weights=False, hidden_dropout=0.0,
+        attention_dropout=0.0, bias_activation_fusion=True, masked_softmax_fusion=False,
+        bf16=on_gpu, params_dtype=torch.bfloat16 if on_gpu else torch.float32,
+        init_method_std=0.02, deallocate_pipeline_outputs=True)
+
+
+def matmul_tflops() -> float | None:
+    if not torch.cuda.is_available():
+        return None
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize()
+    start, runs = time.perf_counter(), 20
+    for _ in range(runs):
+        a @ b
+    torch.cuda.synchronize()
+    return 2 * 8192**3 * runs / (time.perf_counter() - start) / 1e12
+
+
+def run_variant(shape, spec, micro_batch, steps, warmup) -> dict:
+    from megatron.core.distributed import DistributedDataParallelConfig
+    from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
+    from megatron.core.pipeline_parallel import get_forward_backward_func
+
+    provider = provider_for(shape, spec)
+    provider.initialize_model_parallel(seed=1234)
+    try:
+        bf16 = provider.bf16
+        model = provider.provide_distributed_model(DistributedDataParallelConfig(
+            use_distributed_optimizer=True, grad_reduce_in_fp32=True,
+            overlap_grad_reduce=False))
+        optimizer = get_megatron_optimizer(
+            OptimizerConfig(optimizer="adam", lr=3e-4, clip_grad=1.0, bf16=bf16,
+                            params_dtype=provider.params_dtype, use_distributed_optimizer=True),
+            model)
+        device = next(model[0].parameters()).device
+        seq, vocab = shape["seq_length"], shape["vocab_size"]
+        generator = torch.Generator(device="cpu").manual_seed(0)
+        tokens = torch.randint(0, vocab, (micro_batch, seq + 1), generator=generator).to(device)
+        positions = torch.arange(seq, device=device).expand(micro_batch, -1)
+
+        def batches():
+            while True:
+                yield tokens[:, :-1], tokens[:, 1:], positions
+
+        def forward_step(data, chunk):
+            inputs, labels, position_ids = next(data)
+            per_token = chunk(inputs, position_ids, None, labels=labels)
+
+            def loss_func(output):
+                loss = output.float().mean()
+                return loss, {"lm loss": loss.detach().clone()}
+
+            return per_token, loss_func
+
+        forward_backward = get_forward_backward_func()
+        data = batches()
+        times, losses = [], []
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        for step in range(warmup + steps):
+            _sync()
+            start = time.perf_counter()
+            for chunk in model:
+                chunk.zero_grad_buffer()
+            optimizer.zero_grad()
+            reduced = forward_backward(forward_step_func=forward_step, data_iterator=data,
+                                       model=model, num_microbatches=1, seq_length=seq,
+                                       micro_batch_size=micro_batch, forward_only=False)
+            optimizer.step()
+            _sync()
+            if step >= warmup:
+                times.append(time.perf_counter() - start)
+            losses.append(float(reduced[0]["lm loss"]))
+        peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
+        return _summary(provider, spec, times, losses, micro_batch, peak)
+    finally:
+        from megatron.core import parallel_state
+
+        parallel_state.destroy_model_parallel()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def _sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _summary(provider, spec, times, losses, micro_batch, peak_gib) -> dict:
+    from mbridge_models.layer_specs import resolve_choice
+
+    h, layers, seq = provider.hidden_size, provider.num_layers, provider.seq_length
+    kv = provider.num_query_groups * (h // provider.num_attention_heads)
+    per_layer = 2 * h * h + 2 * h * kv + 3 * h * provider.ffn_hidden_size
+    params = layers * per_layer + provider.vocab_size * h  # + output layer (untied)
+    tokens = micro_batch * seq
+    flops = (6 * params + 12 * layers * seq * h) * tokens
+    median = statistics.median(times)
+    q = statistics.quantiles(times, n=4) if len(times) >= 4 else [min(times), median, max(times)]
+    return {"spec": spec, "resolved": resolve_choice(spec), "step_ms_median": median * 1e3,
+            "step_ms_min": min(times) * 1e3, "step_ms_max": max(times) * 1e3,
+            "step_ms_p25": q[0] * 1e3, "step_ms_p75": q[2] * 1e3, "steps": len(times),
+            "tokens_per_step": tokens, "tokens_per_s": tokens / median,
+            "model_tflops": flops / median / 1e12, "parameters_counted": params,
+            "peak_memory_gib": peak_gib, "losses": losses}
+
+
+def _init_distributed() -> None:
+    if torch.distributed.is_initialized():
+        return
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", "29533")
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if torch.cuda.is_available():
+        torch.cuda.set_device(0)
+    torch.distributed.init_process_group(backend, rank=0, world_size=1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--tiny", action="store_true", help="small model, few steps (smoke)")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--micro-batch", type=int, default=4)
+    parser.add_argument("--specs", default="mcore_local,local,te")
+    args = parser.parse_args()
+
+    runtime.activate()
+    _init_distributed()
+    shape = TINY if args.tiny else LLAMA_1B
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    rate = matmul_tflops()
+    rows = []
+    for spec in args.specs.split(","):
+        if spec == "te":
+            from mbridge_models.layer_specs import transformer_engine_usable
+
+            if not transformer_engine_usable():
+                rows.append({"spec": "te", "skipped": "Transformer Engine not importable"})
+                continue
+        print(f"[layer_spec] {spec}: building and training {args.warmup}+{args.steps} steps",
+              flush=True)
+        row = run_variant(shape, spec, args.micro_batch, args.steps, args.warmup)
+        if rate:
+            row["mfu_vs_measured_matmul"] = row["model_tflops"] / rate
+        print(f"[layer_spec] {spec}: {row['step_ms_median']:.1f} ms/step, "
+              f"{row['tokens_per_s']:.0f} tokens/s, {row['model_tflops']:.1f} TFLOP/s", flush=True)
+        rows.append(row)
+    result = {"device": device, "torch": torch.__version__, "python": platform.python_version(),
+              "shape": shape, "micro_batch": args.micro_batch, "bf16": torch.cuda.is_available(),
+              "matmul_bf16_tflops": rate, "rows": rows}
+    _write(result, Path(args.out), device, args.tiny)
+
+
+def _write(result: dict, out: Path, device: str, tiny: bool) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    slug = re.sub(r"[^a-z0-9]+", "-", device.lower()).strip("-") + ("-tiny" if tiny else "")
+    lines = [f"# Training step, Llama-style model, layer specs side by side ({device})", "",
+             f"shape {result['shape']}, micro-batch {result['micro_batch']}, "
+             f"bf16={result['bf16']}, torch {result['torch']}; measured bf16 matmul "
+             f"{result['matmul_bf16_tflops'] or 0:.0f} TFLOP/s", "",
+             "| spec | step ms (median) | min–max | IQR | tokens/s | TFLOP/s | MFU | peak GiB |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in result["rows"]:
+        if "skipped" in row:
+            lines.append(f"| {row['spec']} | skipped: {row['skipped']} | | | | | | |")
+            continue
+        mfu = row.get("mfu_vs_measured_matmul")
+        peak = row["peak_memory_gib"]
+        lines.append(
+            f"| {row['spec']} | {row['step_ms_median']:.1f} | {row['step_ms_min']:.1f}–"
+            f"{row['step_ms_max']:.1f} | {row['step_ms_p25']:.1f}–{row['step_ms_p75']:.1f} | "
+            f"{row['tokens_per_s']:.0f} | {row['model_tflops']:.1f} | "
+            f"{'' if mfu is None else f'{mfu:.0%}'} | {'' if peak is None else f'{peak:.1f}'} |")
+    for suffix, text in ((".json", json.dumps(result, indent=2)), (".md", "\n".join(lines) + "\n")):
+        path = out / f"layer_spec-{slug}{suffix}"
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
