@@ -68,6 +68,9 @@ class ConfigContainer:
             self.comm_overlap.setup(self.model, self.ddp)
         if self.optimizer.use_distributed_optimizer:
             self.ddp.use_distributed_optimizer = True
+        finalize_model = getattr(self.model, "finalize", None)
+        if callable(finalize_model):  # providers validate once their fields are settled
+            finalize_model()
         return self
 
     def validate(self, world_size: int | None = None) -> "ConfigContainer":
