@@ -1,1 +1,20 @@
-"""`mbridge.training`: the Megatron Bridge training API (configs now; entry points to come)."""
+"""`megatron.bridge.training`: pretrain / finetune and the training configs.
+
+The entry points load on first use, so `import mbridge.training.config` stays free of the loop.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {"pretrain": "mbridge_train.pretrain", "finetune": "mbridge_train.finetune"}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mbridge.training' has no attribute {name!r}")

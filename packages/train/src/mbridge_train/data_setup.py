@@ -1,0 +1,75 @@
+"""Tokenizer, datasets and data iterators for a run, from cfg.tokenizer and cfg.dataset."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import mbridge_data
+from mbridge_config import FinetuningDatasetConfig
+
+
+def build_tokenizer(cfg):
+    """The run's tokenizer (None without cfg.tokenizer); applies the vocab-size priority rule
+    to the model provider (the provider's own vocab_size wins, else the tokenizer's, padded)."""
+    if cfg.tokenizer is None:
+        return None
+    tokenizer = mbridge_data.build_tokenizer(cfg.tokenizer)
+    model = cfg.model
+    model.vocab_size, model.should_pad_vocab = mbridge_data.model_vocab_size(
+        tokenizer, model.vocab_size, model.make_vocab_size_divisible_by,
+        model.tensor_model_parallel_size)
+    return tokenizer
+
+
+def sample_counts(cfg) -> list[int]:
+    """[train, valid, test] samples the datasets must provide for the whole run."""
+    train = cfg.train
+    gbs = train.global_batch_size
+    iters = train.train_iters or 0
+    eval_iters = train.eval_iters or 0
+    evaluations = (iters // train.eval_interval + 1) if train.eval_interval else 1
+    return [iters * gbs, evaluations * eval_iters * gbs, eval_iters * gbs]
+
+
+def build_datasets(cfg, tokenizer):
+    """(train, valid, test) datasets for the config's dataset type."""
+    if isinstance(cfg.dataset, FinetuningDatasetConfig):
+        return mbridge_data.build_finetuning_datasets(cfg.dataset, tokenizer)
+    return mbridge_data.build_pretraining_datasets(cfg.dataset, tokenizer, sample_counts(cfg))
+
+
+def build_iterators(cfg, datasets, train_state, data_parallel_rank: int,
+                    data_parallel_size: int, model_chunks: int = 1):
+    """(train, valid, test) iterators for this rank, resuming training at the consumed samples.
+
+    Validation and test loop endlessly (each evaluation takes eval_iters batches). With
+    virtual pipeline stages every model chunk needs the same batches: each iterator is then a
+    list of ``model_chunks`` tees of one loader.
+    """
+    mbs = cfg.train.micro_batch_size
+    seed = cfg.rng.seed
+    iterators = []
+    for index, dataset in enumerate(datasets):
+        consumed = train_state.consumed_train_samples if index == 0 else 0
+        loader = mbridge_data.build_dataloader(
+            dataset, cfg.dataset, mbs, consumed_samples=consumed,
+            data_parallel_rank=data_parallel_rank, data_parallel_size=data_parallel_size,
+            seed=seed)
+        if loader is None:
+            iterators.append(None)
+            continue
+        iterator = iter(loader) if index == 0 else _endless(loader)
+        iterators.append(list(itertools.tee(iterator, model_chunks)) if model_chunks > 1
+                         else iterator)
+    return tuple(iterators)
+
+
+def _endless(loader) -> Iterator:
+    while True:
+        yielded = False
+        for batch in loader:
+            yielded = True
+            yield batch
+        if not yielded:
+            return

@@ -1,0 +1,328 @@
+"""The training loop shared by pretrain() and finetune(): set up, train, evaluate, save.
+
+Everything heavy is megatron-core's (model chunks, DDP, optimizer, scheduler, the
+forward/backward schedule, dist checkpointing); this module wires it to the ConfigContainer
+and the forward-step contract, and decides when to log, evaluate, save and stop.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from mbridge_train import data_setup
+from mbridge_train.distributed import initialize_distributed, is_last_rank_logger
+from mbridge_train.forward_contract import bind_state
+from mbridge_train.losses import LM_LOSS, reduce_reported
+from mbridge_train.optim import build_optimizer, build_scheduler
+from mbridge_train.state import GlobalState
+
+
+@dataclass
+class Run:
+    """What setup() builds; train() drives it."""
+
+    state: GlobalState
+    model: list
+    optimizer: Any
+    scheduler: Any
+    train_iterator: Any
+    valid_iterator: Any
+    test_iterator: Any
+    history: list[dict] = field(default_factory=list)
+    """One dict per logged step / evaluation (also what the loss-curve plot is drawn from)."""
+
+
+def setup(cfg, *, training_mode: str = "pretrain") -> Run:
+    """Finalize and validate the config, start the process groups, build tokenizer, model,
+    optimizer, scheduler and data, and resume from a checkpoint when one is configured."""
+    from megatron.core import parallel_state as ps
+    from megatron.core.num_microbatches_calculator import (
+        destroy_num_microbatches_calculator, init_num_microbatches_calculator)
+    from megatron.core.timers import Timers
+
+    initialize_distributed(cfg.dist)
+    world_size = torch.distributed.get_world_size()
+    cfg.finalize()
+    cfg.validate(world_size)
+    state = GlobalState(cfg=cfg)
+    state.timers = Timers(cfg.logger.timing_log_level, cfg.logger.timing_log_option)
+    provider = cfg.model
+    if not ps.model_parallel_is_initialized():
+        provider.initialize_model_parallel(seed=cfg.rng.seed)
+    else:  # the caller set up the process groups (lazy_init)
+        _seed(cfg.rng.seed)
+    dp_size = ps.get_data_parallel_world_size()
+    destroy_num_microbatches_calculator()
+    init_num_microbatches_calculator(torch.distributed.get_rank(), None,
+                                     cfg.train.global_batch_size, cfg.train.micro_batch_size,
+                                     dp_size)
+    state.tokenizer = data_setup.build_tokenizer(cfg)
+
+    model = provider.provide_distributed_model(
+        ddp_config=cfg.ddp, pre_wrap_hook=_peft_hook(cfg),
+        data_parallel_random_init=cfg.rng.data_parallel_random_init)
+    optimizer = build_optimizer(cfg, model)
+    scheduler = build_scheduler(cfg, optimizer)
+    _configure_schedule(provider, model, optimizer, state, cfg)
+
+    if training_mode == "finetune" and cfg.checkpoint.pretrained_checkpoint and not _resumable(cfg):
+        from mbridge_train import checkpointing
+
+        checkpointing.load_pretrained_weights(cfg.checkpoint.pretrained_checkpoint, model)
+    if _resumable(cfg):
+        from mbridge_train import checkpointing
+
+        checkpointing.load_checkpoint(state, model, optimizer, scheduler)
+
+    datasets = data_setup.build_datasets(cfg, state.tokenizer)
+    iterators = data_setup.build_iterators(
+        cfg, datasets, state.train_state, ps.get_data_parallel_rank(), dp_size,
+        model_chunks=len(model))
+    return Run(state, model, optimizer, scheduler, *iterators)
+
+
+def _seed(seed: int) -> None:
+    from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
+
+    torch.manual_seed(seed)
+    model_parallel_cuda_manual_seed(seed)
+
+
+def _resumable(cfg) -> bool:
+    """A run resumes when ``checkpoint.load`` names a folder holding a finished save."""
+    import os
+
+    load = cfg.checkpoint.load
+    return bool(load) and os.path.isfile(os.path.join(load, "latest_checkpointed_iteration.txt"))
+
+
+def _peft_hook(cfg) -> Callable | None:
+    if cfg.peft is None:
+        return None
+
+    def apply(chunks):
+        return cfg.peft(chunks, training=True)
+
+    return apply
+
+
+def _configure_schedule(provider, model, optimizer, state, cfg) -> None:
+    """What megatron's schedule reads from the model config: loss scaling, gradient
+    finalisation (DP/SP/embedding all-reduces), per-token loss averaging, timers."""
+    from megatron.core.distributed import finalize_model_grads
+
+    provider.grad_scale_func = optimizer.scale_loss
+    provider.finalize_model_grads_func = finalize_model_grads
+    provider.timers = None
+    if cfg.ddp.overlap_grad_reduce:
+        provider.no_sync_func = [chunk.no_sync for chunk in model]
+        if len(model) == 1:
+            provider.no_sync_func = provider.no_sync_func[0]
+        if cfg.dist.align_grad_reduce:
+            provider.grad_sync_func = [chunk.start_grad_sync for chunk in model]
+            if len(model) == 1:
+                provider.grad_sync_func = provider.grad_sync_func[0]
+    if cfg.ddp.overlap_param_gather and cfg.ddp.align_param_gather:
+        provider.param_sync_func = [chunk.start_param_sync for chunk in model]
+        if len(model) == 1:
+            provider.param_sync_func = provider.param_sync_func[0]
+
+
+# ----------------------------------------------------------------------------- one step
+
+
+def num_microbatches() -> int:
+    from megatron.core.num_microbatches_calculator import get_num_microbatches
+
+    return get_num_microbatches()
+
+
+def train_step(run: Run, forward_step: Callable) -> tuple[dict[str, float], float | None, bool]:
+    """One optimizer step over a global batch: (reduced losses, grad norm, skipped?)."""
+    from megatron.core import parallel_state as ps
+    from megatron.core.pipeline_parallel import get_forward_backward_func
+
+    cfg = run.state.cfg
+    for chunk in run.model:
+        chunk.zero_grad_buffer()
+    run.optimizer.zero_grad()
+    reported = get_forward_backward_func()(
+        forward_step_func=forward_step, data_iterator=run.train_iterator, model=run.model,
+        num_microbatches=num_microbatches(), seq_length=_seq_length(cfg),
+        micro_batch_size=cfg.train.micro_batch_size, forward_only=False)
+    updated, grad_norm, _ = run.optimizer.step()
+    if updated:
+        run.scheduler.step(increment=cfg.train.global_batch_size)
+    losses = {}
+    if ps.is_pipeline_last_stage(ignore_virtual=True):
+        losses = reduce_reported(reported, ps.get_data_parallel_group(with_context_parallel=True))
+    return losses, None if grad_norm is None else float(grad_norm), not updated
+
+
+def _seq_length(cfg) -> int:
+    dataset = cfg.dataset
+    return getattr(dataset, "sequence_length", None) or getattr(dataset, "seq_length", None) or \
+        cfg.model.seq_length
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def evaluate(run: Run, forward_step: Callable, iterator, name: str = "validation",
+             eval_iters: int | None = None) -> dict[str, float]:
+    """Forward-only over ``eval_iters`` global batches; losses averaged over every token seen,
+    with the perplexity exp(lm loss)."""
+    from megatron.core import parallel_state as ps
+    from megatron.core.pipeline_parallel import get_forward_backward_func
+
+    cfg = run.state.cfg
+    eval_iters = eval_iters if eval_iters is not None else cfg.train.eval_iters
+    if iterator is None or not eval_iters:
+        return {}
+    for chunk in run.model:
+        chunk.eval()
+    reported = []
+    with torch.no_grad():
+        for _ in range(eval_iters):
+            reported += get_forward_backward_func()(
+                forward_step_func=forward_step, data_iterator=iterator, model=run.model,
+                num_microbatches=num_microbatches(), seq_length=_seq_length(cfg),
+                micro_batch_size=cfg.train.micro_batch_size, forward_only=True)
+    for chunk in run.model:
+        chunk.train()
+    if not ps.is_pipeline_last_stage(ignore_virtual=True):
+        return {}
+    results = reduce_reported(reported, ps.get_data_parallel_group(with_context_parallel=True))
+    if LM_LOSS in results:
+        results[f"{LM_LOSS} ppl"] = math.exp(min(results[LM_LOSS], 700.0))
+    if cfg.train.global_batch_size:
+        run.state.train_state.consumed_valid_samples += eval_iters * cfg.train.global_batch_size
+    return results
+
+
+def forward_only_outputs(run: Run, forward_step: Callable, iterator,
+                         microbatches: int = 1) -> list:
+    """The inference pattern: each loss function's ``non_loss_data=True`` result, collected
+    without backward (``collect_non_loss_data=True, forward_only=True``)."""
+    from megatron.core.pipeline_parallel import get_forward_backward_func
+
+    cfg = run.state.cfg
+    for chunk in run.model:
+        chunk.eval()
+    with torch.no_grad():
+        outputs = get_forward_backward_func()(
+            forward_step_func=forward_step, data_iterator=iterator, model=run.model,
+            num_microbatches=microbatches, seq_length=_seq_length(cfg),
+            micro_batch_size=cfg.train.micro_batch_size, forward_only=True,
+            collect_non_loss_data=True)
+    for chunk in run.model:
+        chunk.train()
+    return outputs
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def train(run: Run, forward_step_func: Callable) -> Run:
+    """Step until train_iters (or an exit condition), evaluating, logging and saving on the
+    configured intervals; a final save and the test evaluation at the end."""
+    cfg, state = run.state.cfg, run.state
+    progress = state.train_state
+    forward_step = bind_state(forward_step_func, state)
+    log_interval = cfg.logger.log_interval or 1
+    logging_rank = is_last_rank_logger()
+    started = time.time()
+    window_start, window_steps = time.perf_counter(), 0
+    if cfg.train.manual_gc:
+        gc.disable()
+    while progress.step < (cfg.train.train_iters or 0):
+        losses, grad_norm, skipped = train_step(run, forward_step)
+        progress.step += 1
+        progress.consumed_train_samples += cfg.train.global_batch_size
+        progress.skipped_train_samples += cfg.train.global_batch_size if skipped else 0
+        window_steps += 1
+        if progress.step % log_interval == 0 or progress.step == cfg.train.train_iters:
+            elapsed = (time.perf_counter() - window_start) / window_steps
+            record = {"step": progress.step, "lr": run.scheduler.get_lr(
+                run.optimizer.param_groups[0]), "grad_norm": grad_norm,
+                "step_time_s": elapsed, **losses}
+            run.history.append(record)
+            if logging_rank:
+                print(_console_line(cfg, record), flush=True)
+            window_start, window_steps = time.perf_counter(), 0
+        if cfg.train.manual_gc and cfg.train.manual_gc_interval and \
+                progress.step % cfg.train.manual_gc_interval == 0:
+            gc.collect()
+        if cfg.train.eval_interval and progress.step % cfg.train.eval_interval == 0:
+            _log_evaluation(run, "validation", evaluate(run, forward_step, run.valid_iterator),
+                            logging_rank)
+        if _should_save(cfg, progress.step):
+            save(run)
+        if _should_exit(cfg, progress.step, started):
+            break
+    if cfg.checkpoint.save and not _just_saved(cfg, progress.step):
+        save(run)
+    if run.test_iterator is not None and getattr(cfg.dataset, "do_test", True):
+        _log_evaluation(run, "test", evaluate(run, forward_step, run.test_iterator, "test"),
+                        logging_rank)
+    if cfg.train.manual_gc:
+        gc.enable()
+    return run
+
+
+def save(run: Run) -> None:
+    from mbridge_train import checkpointing
+
+    checkpointing.save_checkpoint(run.state, run.model, run.optimizer, run.scheduler)
+
+
+def _should_save(cfg, step: int) -> bool:
+    ckpt = cfg.checkpoint
+    return bool(ckpt.save and ckpt.save_interval and step % ckpt.save_interval == 0)
+
+
+def _just_saved(cfg, step: int) -> bool:
+    return _should_save(cfg, step)
+
+
+def _should_exit(cfg, step: int, started: float) -> bool:
+    train = cfg.train
+    if train.exit_interval and step % train.exit_interval == 0:
+        return True
+    if train.exit_duration_in_mins and (time.time() - started) / 60 > train.exit_duration_in_mins:
+        return True
+    return False
+
+
+def _log_evaluation(run: Run, name: str, results: dict[str, float], logging_rank: bool) -> None:
+    if not results:
+        return
+    run.history.append({"step": run.state.train_state.step, "split": name, **results})
+    if logging_rank:
+        shown = " | ".join(f"{k}: {v:.6g}" for k, v in results.items())
+        print(f" {name} at iteration {run.state.train_state.step} | {shown}", flush=True)
+
+
+def _console_line(cfg, record: dict) -> str:
+    parts = [f" iteration {record['step']:>8d}/{cfg.train.train_iters:>8d}",
+             f"ms/step: {record['step_time_s'] * 1e3:.1f}", f"lr: {record['lr']:.3e}"]
+    for key, value in record.items():
+        if key not in ("step", "lr", "grad_norm", "step_time_s"):
+            parts.append(f"{key}: {value:.6g}")
+    if record["grad_norm"] is not None:
+        parts.append(f"grad norm: {record['grad_norm']:.4g}")
+    return " | ".join(parts)
+
+
+def teardown() -> None:
+    """Destroy megatron's parallel state (the process group stays for the caller)."""
+    from megatron.core import parallel_state as ps
+
+    if ps.model_parallel_is_initialized():
+        ps.destroy_model_parallel()

@@ -1,0 +1,1 @@
+"""Helpers recipes share (`megatron.bridge.recipes.utils`)."""
