@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     recipes = commands.add_parser("recipes", help="list the recipes (functions returning a "
                                                   "ConfigContainer) in mbridge.recipes")
     recipes.set_defaults(handler=_recipes)
+    from mbridge_data.cli import add_commands as add_data_commands  # stdlib-only at import
+
+    add_data_commands(commands)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Fine-tuning data: records -> templated, tokenized, truncated samples with answer-only loss."""
