@@ -15,6 +15,8 @@ def build_optimizer(cfg, model: list):
     cfg.optimizer.bf16 = bool(provider.bf16)
     cfg.optimizer.fp16 = bool(provider.fp16)
     cfg.optimizer.params_dtype = provider.params_dtype
+    if cfg.optimizer.min_lr is None:  # megatron's param groups carry it; decay ends at 0
+        cfg.optimizer.min_lr = 0.0
     return get_megatron_optimizer(cfg.optimizer, model)
 
 
