@@ -1,3 +1,26 @@
-"""Model providers, presets, fast layer specs and the CPU runtime for megatron-core."""
+"""Model providers, presets, fast layer specs and the CPU runtime for megatron-core.
+
+Providers load on first use (they import megatron-core); ``mbridge_models.runtime`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "GPTModelProvider": "mbridge_models.gpt_provider",
+    "T5ModelProvider": "mbridge_models.t5_provider",
+    "MambaProvider": "mbridge_models.mamba_provider",
+    "count_parameters": "mbridge_models.counting",
+    "flops_per_token": "mbridge_models.counting",
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mbridge_models' has no attribute {name!r}")
