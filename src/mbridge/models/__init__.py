@@ -28,5 +28,4 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     presets = importlib.import_module("mbridge_models.presets")
-    return sorted(set(_BASES) | {n for n in dir(presets) if n.endswith("Provider")
-                                 or "Provider" in n})
+    return sorted(set(_BASES) | {n for n in dir(presets) if "Provider" in n})
