@@ -221,6 +221,8 @@ class _Dims:
         q_head = p.qk_head_dim + p.qk_pos_emb_head_dim
         if p.q_lora_rank is None:
             total = h * self.heads * q_head
+            if p.qk_layernorm:  # megatron-core fuses a norm into q_proj (TE spec)
+                total += self.norm(h)
         else:
             total = h * p.q_lora_rank + p.q_lora_rank * self.heads * q_head
             if p.qk_layernorm:

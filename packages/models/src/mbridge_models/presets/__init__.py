@@ -34,9 +34,8 @@ from mbridge_models.presets.nemotron import (
     Nemotron3ModelProvider4B, Nemotron3ModelProvider8B, Nemotron3ModelProvider22B,
     Nemotron4ModelProvider15B, Nemotron4ModelProvider340B, NemotronModelProvider)
 from mbridge_models.presets.nemotron_h import (
-    NemotronHModel4BProvider, NemotronHModel8BProvider, NemotronHModel47BProvider,
-    NemotronHModel56BProvider, NemotronHModelProvider, NemotronHModelProvider4B,
-    NemotronHModelProvider8B, NemotronHModelProvider47B, NemotronHModelProvider56B,
+    NemotronHModel8BProvider, NemotronHModel47BProvider,
+    NemotronHModel56BProvider, NemotronHModelProvider, NemotronHModelProvider8B, NemotronHModelProvider47B, NemotronHModelProvider56B,
     NemotronNano9Bv2Provider, NemotronNano12Bv2Provider, NemotronNanoModelProvider9Bv2,
     NemotronNanoModelProvider12Bv2)
 from mbridge_models.presets.qwen import (
@@ -70,7 +69,7 @@ _SIZED = (
     MoonlightModelProvider16B,
     Nemotron3ModelProvider4B, Nemotron3ModelProvider8B, Nemotron3ModelProvider22B,
     Nemotron4ModelProvider15B, Nemotron4ModelProvider340B,
-    NemotronHModelProvider4B, NemotronHModelProvider8B, NemotronHModelProvider47B,
+    NemotronHModelProvider8B, NemotronHModelProvider47B,
     NemotronHModelProvider56B, NemotronNanoModelProvider9Bv2, NemotronNanoModelProvider12Bv2,
     MambaModelProvider130M, MambaModelProvider370M, MambaModelProvider780M,
     MambaModelProvider1P3B, MambaModelProvider2P7B, NVIDIAMambaModelProvider8B,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mbridge_models.presets._mamba_base import MambaProvider
+from mbridge_models.mamba_provider import MambaProvider
 
 
 @dataclass

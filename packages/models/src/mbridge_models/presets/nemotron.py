@@ -17,9 +17,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from megatron.core.activations import squared_relu
+import torch
+import torch.nn.functional as F
 
 from mbridge_models.gpt_provider import GPTModelProvider
+
+
+def squared_relu(x: torch.Tensor) -> torch.Tensor:
+    """relu(x)^2 in plain torch (megatron-core's version is torch.compile'd: a long first call
+    on a CPU)."""
+    return F.relu(x).square()
 
 
 @dataclass

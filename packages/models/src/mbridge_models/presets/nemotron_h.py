@@ -1,6 +1,6 @@
 """Nemotron-H and Nemotron Nano v2 presets: hybrid Mamba-2 / attention / squared-ReLU MLP stacks.
 
-Sources: nvidia/Nemotron-H-{4B,8B,47B,56B}-Base-8K and nvidia/NVIDIA-Nemotron-Nano-{9B,12B}-v2
+Sources: nvidia/Nemotron-H-{8B,47B,56B}-Base-8K and nvidia/NVIDIA-Nemotron-Nano-{9B,12B}-v2
 config.json (hidden_size, num_hidden_layers, hybrid_override_pattern, mamba_num_heads,
 mamba_head_dim, ssm_state_size, n_groups 8, intermediate_size, num_attention_heads,
 num_key_value_heads 8, head_dim 128, vocab_size 131072, relu2 MLP, untied output layer, no
@@ -12,9 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from megatron.core.activations import squared_relu
-
-from mbridge_models.presets._mamba_base import MambaProvider
+from mbridge_models.mamba_provider import MambaProvider
+from mbridge_models.presets.nemotron import squared_relu
 
 
 @dataclass
@@ -33,18 +32,6 @@ class NemotronHModelProvider(MambaProvider):
     mamba_state_dim: int = 128
     vocab_size: int | None = field(default=131072, kw_only=True)
     seq_length: int = field(default=8192, kw_only=True)
-
-
-@dataclass
-class NemotronHModelProvider4B(NemotronHModelProvider):
-    num_layers: int = 52
-    hidden_size: int = 3072
-    ffn_hidden_size: int | None = 12288
-    num_attention_heads: int = 32
-    mamba_num_heads: int | None = 112
-    hybrid_override_pattern: str | None = field(
-        default="M-M-M-M*-M-M-M-M-M*-M-M-M-M-M*-M-M-M-M-M*-M-M-M-M-M-", kw_only=True)
-    hf_model_id: str | None = field(default="nvidia/Nemotron-H-4B-Base-8K", kw_only=True)
 
 
 @dataclass
@@ -116,7 +103,6 @@ class NemotronNanoModelProvider12Bv2(NemotronHModelProvider):
 
 
 # Megatron Bridge's other spellings.
-NemotronHModel4BProvider = NemotronHModelProvider4B
 NemotronHModel8BProvider = NemotronHModelProvider8B
 NemotronHModel47BProvider = NemotronHModelProvider47B
 NemotronHModel56BProvider = NemotronHModelProvider56B
