@@ -192,3 +192,52 @@ def mamba_mixer_parameters(provider) -> int:
         for module, name, value in saved:
             setattr(module, name, value)
     return sum(p.numel() for p in mixer.parameters())
+
+
+# ----------------------------------------------------------------------------- one fork for all
+
+
+def _build_all(rank, world_size):
+    """On one forked CPU rank: build every tiny variant, count, run forward + backward."""
+    import torch
+    from megatron.core import parallel_state
+
+    from mbridge_models.counting import _Dims, count_parameters
+
+    results = {}
+    try:
+        for name, provider in transformer_variants().items():
+            model = build(provider)
+            loss = forward_backward(model, provider)
+            params = list(model.parameters())
+            grads = [p.grad for p in params if p.grad is not None]
+            results[name] = dict(
+                counted=count_parameters(provider),
+                built=sum(p.numel() for p in params),
+                loss=float(loss.detach()),
+                parameter_tensors=len(params),
+                parameters_with_grad=len(grads),
+                grads_finite=all(bool(torch.isfinite(g).all()) for g in grads),
+            )
+            parallel_state.destroy_model_parallel()
+        for name, provider in mamba_variants().items():
+            results[name] = dict(counted=_Dims(provider).mamba(),
+                                 built=mamba_mixer_parameters(provider))
+            parallel_state.destroy_model_parallel()
+    finally:
+        if parallel_state.model_parallel_is_initialized():
+            parallel_state.destroy_model_parallel()
+    return results
+
+
+try:
+    import pytest
+
+    @pytest.fixture(scope="session")
+    def built_variants():
+        """Every tiny variant built by megatron-core once per test session (one forked rank)."""
+        from multirank import run_ranks
+
+        return run_ranks(_build_all, 1, timeout=600)[0]
+except ImportError:  # imported outside pytest
+    pass
