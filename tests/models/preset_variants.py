@@ -233,11 +233,16 @@ def _build_all(rank, world_size):
 try:
     import pytest
 
+    _BUILT: dict = {}
+
     @pytest.fixture(scope="session")
     def built_variants():
-        """Every tiny variant built by megatron-core once per test session (one forked rank)."""
+        """Every tiny variant built by megatron-core once per test session (one forked rank;
+        memoised here because each test module that imports the fixture gets its own)."""
         from multirank import run_ranks
 
-        return run_ranks(_build_all, 1, timeout=600)[0]
+        if not _BUILT:
+            _BUILT.update(run_ranks(_build_all, 1, timeout=600)[0])
+        return _BUILT
 except ImportError:  # imported outside pytest
     pass
