@@ -185,3 +185,11 @@ def test_summary_lists_components_and_totals():
     assert "Qwen/Qwen3-30B-A3B" in text and "moe_experts" in text
     total = f"{count_parameters(P.Qwen3MoEModelProvider30B_A3B()):,}"
     assert total in text and "FLOPs/token" in text
+
+
+def test_repeated_mtp_layer_is_stored_once_and_run_every_depth():
+    v3 = P.DeepSeekV3ModelProvider(mtp_num_layers=3)
+    repeated = dataclasses.replace(v3, mtp_use_repeated_layer=True)
+    one = dataclasses.replace(v3, mtp_num_layers=1)
+    assert count_parameters(repeated) == count_parameters(one) < count_parameters(v3)
+    assert flops_per_token(repeated) == pytest.approx(flops_per_token(v3))

@@ -111,8 +111,9 @@ def breakdown(provider) -> ParameterCounts:
 def flops_per_token(provider, seq_length: int | None = None, training: bool = True) -> float:
     """Model FLOPs per token (matmuls; multiply-add = 2 FLOPs), for MFU.
 
-    forward = 2 x (active parameters that multiply activations: everything but the embedding
-              lookup; the output layer counts even when tied, and again for every MTP depth)
+    forward = 2 x (active parameters: everything but the embedding lookup; the output layer
+              counts even when tied, and again for every MTP depth; norm weights and biases
+              are included too, a negligible overcount)
             + causal attention: per attention layer 2 x heads x (qk_dim + v_dim) x s / 2
               (QK^T and attention x V; each token attends to s/2 positions on average)
             + Mamba-2: per layer 2 x 2 x d_inner x d_state (state update and readout)
@@ -123,11 +124,13 @@ def flops_per_token(provider, seq_length: int | None = None, training: bool = Tr
     dims = _Dims(provider)
     counts = breakdown(provider)
     layers, mtp_layers = _layer_kinds(provider)
-    mtp_depths = len(mtp_layers) if not getattr(provider, "mtp_use_repeated_layer", False) \
-        else (provider.mtp_num_layers or 0)
-    matmul = (counts.decoder_active + counts.mtp_active
+    # A repeated MTP layer is stored once and applied mtp_num_layers times.
+    mtp_uses = (provider.mtp_num_layers or 0) if getattr(
+        provider, "mtp_use_repeated_layer", False) else 1
+    mtp_depths = len(mtp_layers) * mtp_uses
+    matmul = (counts.decoder_active + counts.mtp_active * mtp_uses
               + dims.vocab * dims.hidden * (1 + mtp_depths))
-    every_layer = list(layers) + [kind for depth in mtp_layers for kind in depth]
+    every_layer = list(layers) + [kind for depth in mtp_layers for kind in depth] * mtp_uses
     extra = 0.0
     for kind in every_layer:
         if kind.mixer == "attention":
@@ -156,6 +159,8 @@ def summary(provider) -> str:
              f"{'component':<24}{'parameters':>18}{'active/token':>18}"]
     lines += [f"{name:<24}{total:>18,}{active:>18,}" for name, total, active in rows
               if total or name == "total"]
+    if provider.share_embeddings_and_output_weights:
+        lines.insert(3, f"{'output layer':<24}{'(tied)':>18}{'(tied)':>18}")
     flops = flops_per_token(provider)
     lines.append(f"training FLOPs/token at seq_length {provider.seq_length}: {flops:.4g}")
     return "\n".join(lines)
