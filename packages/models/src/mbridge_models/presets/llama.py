@@ -234,8 +234,9 @@ class CodeLlamaModelProvider70B(CodeLlamaModelProvider):
 # dense layers of intermediate_size_mlp 16384, no RoPE on every 4th layer (NoPE).
 # Scout: 16 experts, every layer MoE, L2 qk-norm, llama3 rope scaling factor 16 (original
 # 8192 positions). Maverick: 128 experts on every other layer (interleave_moe_layer_step 2).
-# Chunked local attention (attention_chunk_size 8192) has no megatron-core field and no
-# parameters; it is not modelled here.
+# Not expressible through megatron-core's GPTModel fields (none of them has parameters):
+# chunked local attention (attention_chunk_size 8192), NoPE-layer temperature tuning, and
+# Scout's llama3 rope scaling with high_freq_factor 1 (megatron fixes it at 4).
 
 
 @dataclass
