@@ -18,7 +18,8 @@ NO_HEAVY_IMPORTS = (
 
 
 @pytest.mark.parametrize("argv, expected", [(["--help"], "usage: mbridge"),
-                                             (["recipes"], "recipes")])
+                                             (["recipes"], "recipes"),
+                                             (["data", "--help"], "preprocess")])
 def test_listings_import_nothing_heavy(argv, expected):
     done = subprocess.run([sys.executable, "-c", NO_HEAVY_IMPORTS.format(argv=argv)],
                           capture_output=True, text=True)

@@ -125,10 +125,10 @@ def build_pretraining_datasets(
         raise DataError("train_valid_test_num_samples: needs [train, valid, test] sample counts")
     core = megatron_config(cfg, tokenizer)
     cls = MockGPTDataset if core.mock else GPTDataset
-    builder = BlendedMegatronDatasetBuilder(
-        cls, list(train_valid_test_num_samples), is_built_on_rank or (lambda: True), core
-    )
     try:
+        builder = BlendedMegatronDatasetBuilder(
+            cls, list(train_valid_test_num_samples), is_built_on_rank or (lambda: True), core
+        )
         return tuple(builder.build())
     except AssertionError as error:  # megatron-core reports bad inputs by assert
         raise DataError(f"dataset: megatron-core could not build the datasets: {error}") from None

@@ -3,7 +3,8 @@
 ``cu_seqlens`` marks where each sequence starts and ends inside the pack, so attention kernels
 (THD layout) never attend across sequences; position ids restart at every sequence. Each sequence
 is padded to a multiple of ``pad_seq_to_mult`` and the pack's unused tail is a last, fully
-masked segment, so ``cu_seqlens[-1]`` is always the pack size.
+masked segment, so ``cu_seqlens[-1]`` is always the pack size. ``seq_ids`` gives each token's
+sample index in the unpacked split (-1 for the filler).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class PackedDataset(torch.utils.data.Dataset):
             loss_mask[at:at + n] = s.loss_mask[src]
             width = padded(n, mult)
             position_ids[at:at + width] = np.arange(width)
-            seq_ids[at:at + width] = seq
+            seq_ids[at:at + width] = s.sample_ids[seq]
             at += width
             bounds.append(at)
         if at < size:  # the filler: its own segment, never trained on

@@ -32,6 +32,7 @@ class PackedSplit:
     labels: np.ndarray
     loss_mask: np.ndarray
     seq_lens: np.ndarray  # per sequence, pack order
+    sample_ids: np.ndarray  # per sequence, pack order: its index in the unpacked split
     pack_starts: np.ndarray  # [num_packs + 1] into seq_lens
     pack_size: int
     pad_seq_to_mult: int
@@ -63,6 +64,7 @@ def pack_samples(samples: list[Sample], pack_size: int, pad_seq_to_mult: int = 1
     return PackedSplit(
         tokens=cat("tokens"), labels=cat("labels"), loss_mask=cat("loss_mask").astype(np.uint8),
         seq_lens=np.asarray([lengths[i] for i in order], dtype=np.int64),
+        sample_ids=np.asarray(order, dtype=np.int64),
         pack_starts=np.cumsum([0] + [len(p) for p in packs], dtype=np.int64),
         pack_size=pack_size, pad_seq_to_mult=pad_seq_to_mult,
     )
@@ -72,7 +74,7 @@ def save_packed(split: PackedSplit, path: str | Path, fingerprint: dict,
                 metadata_path: str | Path | None = None) -> dict:
     buffer = io.BytesIO()
     np.savez(buffer, tokens=split.tokens, labels=split.labels, loss_mask=split.loss_mask,
-             seq_lens=split.seq_lens, pack_starts=split.pack_starts,
+             seq_lens=split.seq_lens, sample_ids=split.sample_ids, pack_starts=split.pack_starts,
              pack_size=np.int64(split.pack_size), pad_seq_to_mult=np.int64(split.pad_seq_to_mult),
              fingerprint=np.frombuffer(json.dumps(fingerprint, sort_keys=True).encode(), np.uint8))
     write_bytes_atomic(path, buffer.getvalue())
@@ -99,7 +101,7 @@ def load_packed(path: str | Path, fingerprint: dict | None = None) -> PackedSpli
             if fingerprint is not None and stored != json.loads(json.dumps(fingerprint)):
                 return None
             return PackedSplit(z["tokens"], z["labels"], z["loss_mask"], z["seq_lens"],
-                               z["pack_starts"], int(z["pack_size"]), int(z["pad_seq_to_mult"]))
+                               z["sample_ids"], z["pack_starts"], int(z["pack_size"]), int(z["pad_seq_to_mult"]))
     except (OSError, ValueError, KeyError) as error:
         raise DataError(f"{path}: not a readable packed-sequence file ({error}); delete it to "
                         "rebuild") from None

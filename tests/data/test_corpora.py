@@ -1,0 +1,73 @@
+"""The embedded data sets: built offline, deterministic, usable as they are."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mbridge_data.corpus import instructions
+from mbridge_data.corpus.pretraining import load_corpus
+from mbridge_data.errors import DataError
+from mbridge_data.indexed import check_indexed_pair
+
+
+def test_pretraining_corpus_is_english_text_with_its_tokenizer_and_dataset(corpus,
+                                                                           corpus_tokenizer):
+    assert corpus.documents > 1000 and corpus.characters > 1_000_000
+    docs, _ = check_indexed_pair(corpus.prefix)
+    assert docs == corpus.documents
+    first = json.loads(Path(corpus.root, "corpus.jsonl").read_text().splitlines()[0])["text"]
+    assert sum(w in first.split() for w in ("the", "a", "of", "is", "to")) >= 1
+    # Compression a trained BPE gives on English: ~4 characters per token.
+    assert corpus.characters / (corpus.tokens - corpus.documents) > 3
+    assert load_corpus(corpus.root) == corpus
+
+
+def test_load_corpus_says_how_to_build_it(tmp_path):
+    with pytest.raises(DataError, match="mbridge data corpus"):
+        load_corpus(tmp_path)
+
+
+def test_instruction_set_is_deterministic_disjoint_and_correct(tmp_path):
+    out = instructions.write_instructions(tmp_path / "a")
+    again = instructions.write_instructions(tmp_path / "b")
+    for split, size in instructions.SPLITS.items():
+        text = (out / f"{split}.jsonl").read_text()
+        assert text == (again / f"{split}.jsonl").read_text()
+        assert len(text.splitlines()) == size
+    data = instructions.generate()
+    prompts = [r["input"] for records in data.values() for r in records]
+    assert len(prompts) == len(set(prompts))  # no test prompt was seen in training
+    for record in (r for records in data.values() for r in records):
+        assert record["output"] == solve(record["input"])
+    assert instructions.generate(seed=1) != data
+
+
+def solve(prompt: str) -> str:
+    """An independent solver: the answers must be what the question asks."""
+    import re
+
+    if m := re.fullmatch(r"What is (\d+) ([-+*]) (\d+)\?", prompt):
+        a, op, b = int(m[1]), m[2], int(m[3])
+        return str({"+": a + b, "-": a - b, "*": a * b}[op])
+    if m := re.fullmatch(r"Reverse the word '(\w+)'\.", prompt):
+        return "".join(reversed(m[1]))
+    if m := re.fullmatch(r"Write '(\w+)' in capital letters\.", prompt):
+        return m[1].upper()
+    if m := re.fullmatch(r"How many letters are in '(\w+)'\?", prompt):
+        return str(len(m[1]))
+    if m := re.fullmatch(r"What number comes after (\d+)\?", prompt):
+        return str(int(m[1]) + 1)
+    raise AssertionError(prompt)
+
+
+def test_scoring_is_exact_match_on_the_first_line():
+    assert instructions.accuracy(["82", " 82\nmore text", "81", "ABC"], ["82", "82", "82", "abc"]
+                                 ) == 0.5
+    records = instructions.generate(sizes={"test": 50})["test"]
+    assert instructions.evaluate(solve, records) == 1.0
+    assert instructions.evaluate(lambda prompt: "0", records) < 0.2
+    with pytest.raises(ValueError, match="2 predictions for 1 references"):
+        instructions.accuracy(["a", "b"], ["a"])
