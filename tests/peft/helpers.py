@@ -108,3 +108,48 @@ def _param(model, key):
         return params[key]
     module, _, leaf = key.rpartition(".")
     return params.get(f"{module}.to_wrap.{leaf}")
+
+
+def full_adapter_grads(model) -> dict[str, torch.Tensor]:
+    """Adapter gradients as full tensors (sharded ones gathered over TP), by checkpoint key."""
+    from mbridge_peft import wrappers
+
+    out = {}
+    for name, wrapper in wrappers(model):
+        adapter, size = wrapper.adapter, wrapper.layout.tp_size
+        for key, param in adapter.named_parameters():
+            grad = param.grad.detach()
+            if key in adapter.sharded_dims() and size > 1:
+                shards = [torch.empty_like(grad) for _ in range(size)]
+                torch.distributed.all_gather(shards, grad.contiguous(), group=wrapper.layout.tp_group)
+                grad = adapter.unshard(key, shards)
+            out[f"{name}.adapter.{key}"] = grad.clone()
+    return out
+
+
+def randomise_adapters(model, seed: int = 7, scale: float = 0.2) -> dict[str, torch.Tensor]:
+    """Give every adapter tensor (B included) random full values; returns them (full)."""
+    from mbridge_peft.state import full_adapter_state_dict, load_full_adapter_state
+
+    g = torch.Generator().manual_seed(seed)
+    full = full_adapter_state_dict(model)
+    for key, value in full.items():
+        noise = torch.randn(value.shape, generator=g) * scale
+        full[key] = value * (1 + noise) if key.endswith("weight_magnitude") else noise
+    load_full_adapter_state(model, full)
+    return full
+
+
+def backward(loss) -> None:
+    """``loss.backward()`` that works under mbridge's CPU runtime with sequence parallelism.
+
+    The runtime redirects CUDA placements through a torch-function mode, and a mode is inactive
+    inside its own handler; ``loss.backward()`` / ``torch.autograd.backward`` are torch functions,
+    so the whole backward would run without the redirection and megatron's sequence-parallel
+    reduce-scatter would allocate on CUDA. Calling the autograd engine directly keeps it on.
+    """
+    from torch.autograd import Variable
+
+    Variable._execution_engine.run_backward(
+        (loss,), (torch.ones_like(loss),), False, False, (), allow_unreachable=True,
+        accumulate_grad=True)
