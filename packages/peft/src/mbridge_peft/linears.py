@@ -131,7 +131,8 @@ def _describe_te(module, te, gated: bool) -> LinearLayout:
 def linear_modules(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module, LinearLayout]]:
     """Every wrappable linear in ``model`` with its full module name and layout, in order.
 
-    Linears inside an already-applied adapter wrapper are skipped (the wrapper is reported).
+    An already-applied adapter wrapper is reported (with its base layer's layout) in place of
+    the linear inside it, so applying PEFT twice finds the same names and wraps nothing new.
     """
     found = []
     skip_below: list[str] = []
@@ -140,6 +141,7 @@ def linear_modules(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module, L
             continue
         if getattr(module, "is_peft_wrapper", False):
             skip_below.append(name + ".")
+            found.append((name, module, module.layout))
             continue
         layout = describe(module, name)
         if layout is not None:
