@@ -44,7 +44,7 @@ def hf_adapter_tensors(full: dict[str, torch.Tensor], provider: Any) -> dict[str
         magnitude = full.get(f"{name}.adapter.weight_magnitude")
         m_parts = split_output_rows(magnitude, split, provider) if magnitude is not None else None
         for index, hf_name in enumerate(hf_names):
-            out[f"{PREFIX}{hf_name}.lora_A.weight"] = a.contiguous()
+            out[f"{PREFIX}{hf_name}.lora_A.weight"] = a.clone()  # shared A, one copy each
             out[f"{PREFIX}{hf_name}.lora_B.weight"] = b_parts[index].contiguous()
             if m_parts is not None:
                 out[f"{PREFIX}{hf_name}.lora_magnitude_vector"] = m_parts[index].contiguous()
