@@ -1,0 +1,5 @@
+"""`megatron.bridge.peft.dora`: the DoRA configuration."""
+
+from mbridge_peft.dora import DoRA
+
+__all__ = ["DoRA"]
