@@ -91,48 +91,9 @@ def mamba_variants() -> dict[str, object]:
 # ----------------------------------------------------------------------------- building
 
 
-class _MLACoreAttention:
-    """SDPA core attention that accepts MLA's k_channels / v_channels (see build())."""
-
-    def __new__(cls, *args, k_channels=None, v_channels=None, **kwargs):
-        from mbridge_models.attention import SDPAttention
-
-        return SDPAttention(*args, **kwargs)
-
-
-def _mla_capable(spec):
-    """``spec`` with MLA's core attention accepting k/v head sizes.
-
-    Multi-latent attention hands ``k_channels``/``v_channels`` to its core attention;
-    megatron-core's local DotProductAttention (and mbridge's SDPAttention, its subclass) do not
-    take them yet, so MLA variants would not build with a local spec. SDPA itself handles a v head
-    size different from the q/k one; the shim only drops the two arguments. Core attention has no
-    parameters.
-    """
-    import dataclasses
-
-    from megatron.core.transformer.multi_latent_attention import MLASelfAttention
-
-    layers = spec.layer_specs if hasattr(spec, "layer_specs") else [spec]
-    patched = []
-    for layer in layers:
-        attention = layer.submodules.self_attention
-        if attention.module is MLASelfAttention:
-            sub = dataclasses.replace(attention.submodules, core_attention=_MLACoreAttention)
-            attention = dataclasses.replace(attention, submodules=sub)
-            layer = dataclasses.replace(layer, submodules=dataclasses.replace(
-                layer.submodules, self_attention=attention))
-        patched.append(layer)
-    if hasattr(spec, "layer_specs"):
-        return dataclasses.replace(spec, layer_specs=patched)
-    return patched[0]
-
-
 def build(provider, seed: int = 1234):
     """Initialise a 1-rank parallel state for ``provider`` and build its model on the CPU."""
     provider.initialize_model_parallel(seed=seed)
-    if getattr(provider, "multi_latent_attention", False):
-        provider.transformer_layer_spec = _mla_capable(provider.layer_spec())
     return provider.provide()
 
 

@@ -216,3 +216,23 @@ def test_provide_distributed_model_builds_one_chunk_per_virtual_stage(bf16):
     # Interleaved: rank 0 holds virtual stages 0 and 2, rank 1 holds 1 and 3.
     assert rank0["pre"] == [True, False] and rank0["post"] == [False, False]
     assert rank1["pre"] == [False, False] and rank1["post"] == [False, True]
+
+
+@pytest.mark.parametrize("normalization", ["LayerNorm", "RMSNorm"])
+def test_zero_centered_gamma_norm_stores_gamma_minus_one(normalization):
+    from types import SimpleNamespace
+
+    from mbridge_models.layer_specs import TorchNorm
+
+    config = SimpleNamespace(normalization=normalization, layernorm_zero_centered_gamma=True,
+                             params_dtype=torch.float32, sequence_parallel=True)
+    norm = TorchNorm(config, 8, eps=1e-5)
+    assert torch.equal(norm.weight, torch.zeros(8)) and norm.weight.sequence_parallel
+    with torch.no_grad():
+        norm.weight.uniform_(-0.5, 0.5)
+    plain = TorchNorm(SimpleNamespace(**{**vars(config), "layernorm_zero_centered_gamma": False}),
+                      8, eps=1e-5)
+    with torch.no_grad():
+        plain.weight.copy_(norm.weight + 1)
+    x = torch.randn(3, 8)
+    torch.testing.assert_close(norm(x), plain(x))

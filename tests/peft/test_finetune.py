@@ -12,7 +12,7 @@ the argmax answer over all keys, measured before and after.
 import pytest
 import torch
 
-import helpers as h
+import peft_helpers as h
 from multirank import run_ranks
 
 pytestmark = pytest.mark.multiproc

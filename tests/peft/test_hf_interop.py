@@ -14,7 +14,7 @@ import os
 import pytest
 import torch
 
-import helpers as h
+import peft_helpers as h
 from multirank import run_ranks
 
 pytestmark = pytest.mark.multiproc

@@ -9,7 +9,7 @@ rtol/atol 1e-5 on losses and gradients and 1e-6 on merged weights.
 import pytest
 import torch
 
-import helpers as h
+import peft_helpers as h
 from multirank import run_ranks
 
 pytestmark = pytest.mark.multiproc

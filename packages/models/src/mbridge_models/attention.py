@@ -9,6 +9,8 @@ and only replaces ``forward``; features SDPA cannot express fall back to the par
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from megatron.core import tensor_parallel
@@ -17,7 +19,21 @@ from megatron.core.transformer.enums import AttnMaskType
 
 
 class SDPAttention(DotProductAttention):
-    """Drop-in core attention for megatron-core layer specs, backed by SDPA."""
+    """Drop-in core attention for megatron-core layer specs, backed by SDPA.
+
+    Also accepts the per-head key/value widths multi-latent attention passes (``k_channels``,
+    ``v_channels``), which megatron's local class does not: SDPA takes a value width that
+    differs from the query/key width.
+    """
+
+    def __init__(self, config, layer_number, attn_mask_type, attention_type,
+                 attention_dropout=None, softmax_scale=None, k_channels=None, v_channels=None,
+                 cp_comm_type=None, pg_collection=None):
+        if softmax_scale is None and k_channels is not None:
+            softmax_scale = 1.0 / math.sqrt(k_channels)
+        super().__init__(config, layer_number, attn_mask_type, attention_type,
+                         attention_dropout=attention_dropout, softmax_scale=softmax_scale,
+                         cp_comm_type=cp_comm_type, pg_collection=pg_collection)
 
     def _sdpa_supported(self) -> bool:
         config = self.config

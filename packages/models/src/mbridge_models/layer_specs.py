@@ -46,19 +46,22 @@ def gpt_layer_spec(config, choice: str, vp_stage: int | None = None):
     from megatron.core.models.gpt import gpt_layer_specs as specs
 
     use_te = choice == "te"
+    if not use_te:  # megatron picks the MLA q/kv norm backend from this field
+        config.transformer_impl = "local"
+    qk_l2_norm = getattr(config, "qk_l2_norm", False)
     if config.num_moe_experts:
         spec = specs.get_gpt_decoder_block_spec(
             config, use_transformer_engine=use_te, normalization=config.normalization,
-            vp_stage=vp_stage)
+            qk_l2_norm=qk_l2_norm, vp_stage=vp_stage)
     elif use_te:
         spec = specs.get_gpt_layer_with_transformer_engine_spec(
             qk_layernorm=config.qk_layernorm,
-            multi_latent_attention=config.multi_latent_attention)
+            multi_latent_attention=config.multi_latent_attention, qk_l2_norm=qk_l2_norm)
     else:
         spec = specs.get_gpt_layer_local_spec(
             qk_layernorm=config.qk_layernorm,
             multi_latent_attention=config.multi_latent_attention,
-            normalization=config.normalization)
+            normalization=config.normalization, qk_l2_norm=qk_l2_norm)
     return fast_local_spec(spec, config, vp_stage) if choice == "local" else spec
 
 
@@ -87,10 +90,13 @@ class TorchNorm:
     """
 
     def __new__(cls, config, hidden_size: int, eps: float = 1e-5, **_ignored):
+        zero_centered = config.layernorm_zero_centered_gamma
         if config.normalization == "RMSNorm":
-            norm = torch.nn.RMSNorm(hidden_size, eps=eps)
+            norm = (_ZeroCenteredRMSNorm if zero_centered else torch.nn.RMSNorm)(
+                hidden_size, eps=eps)
         elif config.normalization == "LayerNorm":
-            norm = torch.nn.LayerNorm(hidden_size, eps=eps)
+            norm = (_ZeroCenteredLayerNorm if zero_centered else torch.nn.LayerNorm)(
+                hidden_size, eps=eps)
         else:
             raise ValueError(f"normalization: {config.normalization!r} is not supported by the "
                              "local spec (LayerNorm, RMSNorm)")
@@ -98,6 +104,32 @@ class TorchNorm:
         for parameter in norm.parameters():
             parameter.sequence_parallel = config.sequence_parallel
         return norm
+
+
+class _ZeroCenteredLayerNorm(torch.nn.LayerNorm):
+    """LayerNorm storing gamma - 1 (Nemotron's layernorm_zero_centered_gamma): weight decay
+    then pulls the scale towards 1, not 0."""
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        if self.elementwise_affine:
+            torch.nn.init.zeros_(self.weight)
+
+    def forward(self, x):
+        return torch.nn.functional.layer_norm(x, self.normalized_shape, self.weight + 1,
+                                              self.bias, self.eps)
+
+
+class _ZeroCenteredRMSNorm(torch.nn.RMSNorm):
+    """RMSNorm storing gamma - 1 (see _ZeroCenteredLayerNorm)."""
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        if self.elementwise_affine:
+            torch.nn.init.zeros_(self.weight)
+
+    def forward(self, x):
+        return torch.nn.functional.rms_norm(x, self.normalized_shape, self.weight + 1, self.eps)
 
 
 _REPLACEMENTS = {DotProductAttention: SDPAttention, WrappedTorchNorm: TorchNorm}
