@@ -26,7 +26,23 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 TOL = dict(atol=1e-4, rtol=1e-4)
 
 
-def _megatron_side(rank, world_size, hf_dir, out_dirs, ids):
+def _converted_logits(hf_dir, ids):
+    """Logits of a megatron GPTModel built from a Hugging Face config + checkpoint dir."""
+    from safetensors.torch import load_file
+    from transformers import AutoConfig
+
+    from mbridge_models.conversion.llama import load_hf_weights, provider_from_hf_config
+
+    provider = provider_from_hf_config(AutoConfig.from_pretrained(hf_dir),
+                                       transformer_layer_spec="local",
+                                       use_cpu_initialization=True, seq_length=ids.shape[1])
+    model = h.build(provider)
+    load_hf_weights(model, load_file(f"{hf_dir}/model.safetensors"), provider)
+    positions = torch.arange(ids.shape[1]).unsqueeze(0).expand(ids.shape[0], -1)
+    return h.logits(model, ids, positions)
+
+
+def _megatron_side(rank, world_size, hf_dir, out_dirs, ids, qwen_dir):
     from safetensors.torch import load_file
     from transformers import AutoConfig
 
@@ -51,6 +67,7 @@ def _megatron_side(rank, world_size, hf_dir, out_dirs, ids):
         adapted = h.logits(model, ids, positions)
         export_hf_peft(model, provider, out_dirs[method])
         results[method] = (base, adapted)
+    results["qwen2"] = _converted_logits(qwen_dir, ids)
     return results
 
 
@@ -68,14 +85,37 @@ def run(tmp_path_factory):
     ids = torch.randint(0, 128, (2, 12), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         hf_logits = model(ids).logits
+    qwen_dir, qwen_logits = _tiny_qwen2(tmp_path_factory.mktemp("qwen2"), ids)
     out_dirs = {m: str(tmp_path_factory.mktemp(m)) for m in ("lora", "dora")}
-    megatron, = run_ranks(_megatron_side, 1, str(hf_dir), out_dirs, ids)
-    return dict(hf_dir=hf_dir, ids=ids, hf_logits=hf_logits, out_dirs=out_dirs, megatron=megatron)
+    megatron, = run_ranks(_megatron_side, 1, str(hf_dir), out_dirs, ids, str(qwen_dir))
+    return dict(hf_dir=hf_dir, ids=ids, hf_logits=hf_logits, out_dirs=out_dirs, megatron=megatron,
+                qwen_logits=qwen_logits)
+
+
+def _tiny_qwen2(directory, ids):
+    """Qwen2 differs from Llama by its q/k/v biases (fused like the weights)."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(vocab_size=128, hidden_size=64, intermediate_size=96,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=64, tie_word_embeddings=False)
+    model = Qwen2ForCausalLM(config).eval()
+    with torch.no_grad():
+        for layer in model.model.layers:  # random, not zero, biases
+            for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+                proj.bias.normal_(0, 0.5)
+        logits = model(ids).logits
+    model.save_pretrained(directory)
+    return directory, logits
 
 
 def test_converted_llama_matches_hugging_face(run):
     base, _ = run["megatron"]["lora"]
     torch.testing.assert_close(base, run["hf_logits"], **TOL)
+
+
+def test_converted_qwen2_with_qkv_bias_matches_hugging_face(run):
+    torch.testing.assert_close(run["megatron"]["qwen2"], run["qwen_logits"], **TOL)
 
 
 @pytest.mark.parametrize("method", ["lora", "dora"])

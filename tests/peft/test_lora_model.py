@@ -167,12 +167,33 @@ def _moe(provider):
                 count=sum(p.numel() for p in trainable_parameters(model).values()))
 
 
+def _shared_output(provider):
+    """output_layer fed the embedding weight at call time: LoRA works, merging is refused."""
+    from mbridge_peft import DoRA, LoRA, MergeError, PEFTConfigError, merge
+
+    model = h.build(provider)
+    ids, _, positions = h.tokens()
+    base = h.logits(model, ids, positions)
+    LoRA(target_modules=["output_layer"], dim=2)(model)
+    out = dict(init_equal=torch.equal(h.logits(model, ids, positions), base))
+    h.randomise_adapters(model)
+    out["changed"] = not torch.equal(h.logits(model, ids, positions), base)
+    for name, action in [("merge", lambda: merge(model)),
+                         ("dora", lambda: DoRA(target_modules=["output_layer"])(h.build(provider)))]:
+        try:
+            action()
+        except (MergeError, PEFTConfigError) as error:
+            out[name] = str(error)
+    return out
+
+
 def _everything(rank, world_size, tmp):
     provider = h.tiny_provider()
     moe = h.tiny_provider(num_moe_experts=2, moe_router_topk=2, moe_ffn_hidden_size=32,
                           moe_token_dispatcher_type="alltoall")
     return dict(identity=_identity_and_merge(provider), counts=_counts(provider),
-                targeting=_targeting(provider, tmp), moe=_moe(moe))
+                targeting=_targeting(provider, tmp), moe=_moe(moe),
+                shared=_shared_output(h.tiny_provider(share_embeddings_and_output_weights=True)))
 
 
 @pytest.fixture(scope="module")
@@ -238,3 +259,10 @@ def test_moe_experts_get_their_own_adapters(results):
     # fc1 (64 -> 2x32 gated) and fc2 (32 -> 64) of 2 experts in 2 layers, rank 2.
     assert moe["count"] == 2 * 2 * (2 * (64 + 64) + 2 * (32 + 64))
     assert all(g > 0 for g in moe["grads"].values())
+
+
+def test_shared_output_weight_adapts_but_does_not_merge(results):
+    shared = results["shared"]
+    assert shared["init_equal"] and shared["changed"]
+    assert "nothing to merge into" in shared["merge"]
+    assert "exclude it from the targets" in shared["dora"]

@@ -1,9 +1,10 @@
-"""The low-rank product ``scale * B (A x)``: the one place a fused LoRA kernel would plug in.
+"""The adapter arithmetic: the one place a fused LoRA kernel would plug in.
 
-mbridge-kernels has no LoRA kernel yet, so this is the plain PyTorch path (two GEMMs through the
-rank-``r`` bottleneck, never materialising ``B @ A``). A fused kernel would replace
-``low_rank_product`` with the same signature and this function stays its reference and test
-oracle (DESIGN.md: every fused kernel has a plain-PyTorch reference beside it).
+mbridge-kernels has no LoRA kernel yet, so these are plain PyTorch: two thin GEMMs through the
+rank-r bottleneck (``B @ A`` is never formed in the forward). The product is split in two because
+tensor parallelism may communicate in the bottleneck (see adapters). A fused kernel (dropout +
+down-projection, or up-projection + add into the base output) would replace ``down`` / ``up``
+with the same signatures, and these stay its reference and test oracle (DESIGN.md).
 """
 
 from __future__ import annotations
@@ -12,18 +13,13 @@ import torch
 import torch.nn.functional as F
 
 
-def low_rank_product(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scale: float) -> torch.Tensor:
-    """``scale * x A^T B^T`` for x [..., in], A [r, in], B [out, r]."""
-    return F.linear(F.linear(x, a), b) * scale
-
-
 def down(x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-    """``x A^T``: the first half, for layouts that communicate in the rank-r bottleneck."""
+    """``x A^T`` for x [..., in], A [r, in] -> [..., r]."""
     return F.linear(x, a)
 
 
 def up(h: torch.Tensor, b: torch.Tensor, scale: float) -> torch.Tensor:
-    """``scale * h B^T``: the second half."""
+    """``scale * h B^T`` for h [..., r], B [out, r] -> [..., out]."""
     return F.linear(h, b) * scale
 
 

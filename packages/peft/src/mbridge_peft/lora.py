@@ -79,10 +79,17 @@ def check_fields(peft) -> None:
 
 def adapter_kwargs(peft, module: nn.Module, generator: torch.Generator) -> dict:
     """Adapter construction arguments shared by LoRA and DoRA."""
-    weight = getattr(module, "weight", None)
-    reference = weight if weight is not None else next(module.parameters())
+    reference = getattr(module, "weight", None)
+    if reference is None:  # e.g. an output layer fed the shared embedding weight at call time
+        reference = next(module.parameters(), None)
+    if reference is not None:
+        dtype, device = reference.dtype, reference.device
+    else:
+        dtype = getattr(getattr(module, "config", None), "params_dtype", torch.float32)
+        device = torch.device("cuda", torch.cuda.current_device()) if (
+            torch.cuda.is_available()) else torch.device("cpu")
     return dict(
         dropout=peft.dropout, dropout_position=peft.dropout_position,
         a_init=peft.lora_A_init_method, b_init=peft.lora_B_init_method,
-        dtype=getattr(peft, "lora_dtype", None) or reference.dtype, device=reference.device,
+        dtype=getattr(peft, "lora_dtype", None) or dtype, device=device,
         generator=generator, expert_allreduce=getattr(reference, "allreduce", True))

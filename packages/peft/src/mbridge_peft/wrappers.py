@@ -36,7 +36,7 @@ class AdapterWrapper(nn.Module):
         self._original_weight: torch.Tensor | None = None
         if layout.layernorm_input:
             to_wrap.return_layernorm_output = True  # TE hands back the normalised input too
-        self._register_load_state_dict_pre_hook(self._base_keys_into_to_wrap)
+        self.register_load_state_dict_pre_hook(self._base_keys_into_to_wrap)
 
     def __getattr__(self, name: str):
         try:
@@ -54,9 +54,12 @@ class AdapterWrapper(nn.Module):
         result = self.to_wrap(x, *args, **kwargs)
         if not self.layout.returns_tuple:
             return result, None, x
-        out, bias = result
-        if self.layout.layernorm_input:
-            out, x = out
+        if not self.layout.layernorm_input:
+            out, bias = result
+        elif len(result) == 3:  # TE with its bias returned: (out, bias, normalised input)
+            out, bias, x = result
+        else:  # ((out, normalised input), bias)
+            (out, x), bias = result
         return out, bias, x
 
     def _pack(self, out, bias):
@@ -117,7 +120,7 @@ class AdapterWrapper(nn.Module):
         return destination
 
     @staticmethod
-    def _base_keys_into_to_wrap(state_dict, prefix, *args):
+    def _base_keys_into_to_wrap(module, state_dict, prefix, *args):
         """Inverse of ``state_dict``: base keys under ``prefix`` belong to ``to_wrap``."""
         for key in [k for k in state_dict if k.startswith(prefix)]:
             rest = key[len(prefix):]
