@@ -8,7 +8,7 @@ no match), and an adapter checkpoint saved under PP=2 loads into a PP=1 model.
 import pytest
 import torch
 
-import helpers as h
+import peft_helpers as h
 from multirank import run_ranks
 
 pytestmark = pytest.mark.multiproc
