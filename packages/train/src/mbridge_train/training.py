@@ -17,7 +17,7 @@ import torch
 
 from mbridge_train import data_setup
 from mbridge_train.distributed import initialize_distributed, is_last_rank_logger
-from mbridge_train.forward_contract import bind_state
+from mbridge_train.forward_contract import schedule_step
 from mbridge_train.losses import LM_LOSS, reduce_reported
 from mbridge_train.optim import build_optimizer, build_scheduler
 from mbridge_train.state import GlobalState
@@ -234,7 +234,7 @@ def train(run: Run, forward_step_func: Callable) -> Run:
     configured intervals; a final save and the test evaluation at the end."""
     cfg, state = run.state.cfg, run.state
     progress = state.train_state
-    forward_step = bind_state(forward_step_func, state)
+    forward_step = schedule_step(forward_step_func, state)
     log_interval = cfg.logger.log_interval or 1
     logging_rank = is_last_rank_logger()
     started = time.time()
