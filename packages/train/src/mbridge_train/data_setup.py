@@ -6,7 +6,7 @@ import itertools
 from collections.abc import Iterator
 
 import mbridge_data
-from mbridge_config import FinetuningDatasetConfig, MockGPTDatasetConfig, TokenizerConfig
+from mbridge_config import GPTDatasetConfig, TokenizerConfig
 from mbridge_config.errors import ConfigError
 
 
@@ -14,20 +14,27 @@ def build_tokenizer(cfg):
     """The run's tokenizer; applies the vocab-size priority rule to the model provider (the
     provider's own vocab_size wins, else the tokenizer's, padded).
 
-    Mock data needs no tokenizer file: without ``cfg.tokenizer`` it gets a NullTokenizer of the
-    model's vocabulary. Real datasets need one (their EOD/pad ids come from it).
+    Pretraining data is already token ids, so without ``cfg.tokenizer`` a GPT dataset gets a
+    NullTokenizer of the model's vocabulary (as Megatron Bridge's examples assume). That is
+    refused where the dataset needs the real end-of-document id (``eod_mask_loss``,
+    ``reset_position_ids``, ``reset_attention_mask``) and for fine-tuning data, which is text.
     """
     config = cfg.tokenizer
     if config is None:
-        if isinstance(cfg.dataset, MockGPTDatasetConfig) and cfg.model.vocab_size:
+        if cfg.dataset is None:
+            return None
+        needs_eod = [name for name in ("eod_mask_loss", "reset_position_ids",
+                                       "reset_attention_mask")
+                     if getattr(cfg.dataset, name, False)]
+        if isinstance(cfg.dataset, GPTDatasetConfig) and cfg.model.vocab_size and not needs_eod:
             config = TokenizerConfig(tokenizer_type="NullTokenizer",
                                      vocab_size=cfg.model.vocab_size)
-        elif cfg.dataset is not None:
-            raise ConfigError("is None: the dataset needs a tokenizer (e.g. TokenizerConfig("
-                              "tokenizer_type='HuggingFaceTokenizer', tokenizer_model=...))",
-                              field="tokenizer")
         else:
-            return None
+            why = (f"dataset.{needs_eod[0]} needs the data's end-of-document id" if needs_eod
+                   else "the dataset needs one" if cfg.model.vocab_size
+                   else "model.vocab_size is None, so it must come from a tokenizer")
+            raise ConfigError(f"is None: {why}; set e.g. TokenizerConfig(tokenizer_type="
+                              "'HuggingFaceTokenizer', tokenizer_model=...)", field="tokenizer")
     tokenizer = mbridge_data.build_tokenizer(config)
     model = cfg.model
     model.vocab_size, model.should_pad_vocab = mbridge_data.model_vocab_size(
