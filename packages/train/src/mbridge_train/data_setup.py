@@ -6,7 +6,7 @@ import itertools
 from collections.abc import Iterator
 
 import mbridge_data
-from mbridge_config import GPTDatasetConfig, TokenizerConfig
+from mbridge_config import FinetuningDatasetConfig, GPTDatasetConfig, TokenizerConfig
 from mbridge_config.errors import ConfigError
 
 
