@@ -3,6 +3,8 @@ a W&B offline run, the loss-curve PNG, and the one-line error for a missing logg
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import os
 import re
@@ -36,6 +38,23 @@ def test_throughput_arithmetic():
     assert rate.tflops_per_gpu == pytest.approx(6e15 / 2 / 8 / 1e12)
     assert rate.mfu == pytest.approx(6e15 / 2 / 8 / 989e12)
     assert tp.throughput(6e15, 8192, 2.0, 8, None).mfu is None
+
+
+def test_mfu_and_loss_scale_appear_when_known(monkeypatch):
+    from mbridge_train.reporting import console_line
+
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    monkeypatch.setattr("torch.cuda.get_device_name", lambda *a: "NVIDIA H100 80GB HBM3")
+    peak = tp.current_device_peak_flops()
+    assert peak == 989e12
+    rate = tp.throughput(step_flops=8 * 0.305 * peak * 0.5, tokens=65536, step_time_s=0.5,
+                         world_size=8, peak=peak)
+    line = console_line(step=20, train_iters=100, consumed_samples=640, step_time_s=0.5,
+                        lr=2.4e-4, losses={"lm loss": 5.1234}, grad_norm=1.82,
+                        loss_scale=65536.0, skipped=1, rate=rate)
+    assert line == (" iteration       20/     100 | consumed samples: 640 | ms/step: 500.0 | "
+                    "lr: 2.400e-04 | lm loss: 5.1234 | grad norm: 1.82 | loss scale: 65536 | "
+                    "skipped: 1 | tokens/s: 131072 | TFLOP/s/GPU: 301.6 | MFU: 30.5%")
 
 
 # ----------------------------------------------------------------------------- one logged run
@@ -192,6 +211,31 @@ def test_loss_curve_destination():
     assert destination(cfg) == "/tb/loss_curve.png"
     cfg.logger.tensorboard_dir = None
     assert destination(cfg) is None
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def _terminal_run(rank, world):
+    from mbridge.training import pretrain
+    from mbridge.training.gpt_step import forward_step
+
+    out = _Terminal()
+    with contextlib.redirect_stdout(out):
+        pretrain(tiny_run.config(train=dict(train_iters=3)), forward_step)
+    return out.getvalue()
+
+
+@pytest.mark.multiproc
+def test_progress_bar_only_on_a_terminal(logged):
+    (text,) = run_ranks(_terminal_run, 1)
+    bar = re.compile(r"\d(step/s|s/step)")  # tqdm's rate, e.g. "12.3step/s"
+    assert "3/3" in text and bar.search(text)
+    assert sum(l.lstrip("\r").startswith(" iteration") for l in text.splitlines()) == 3
+    plain = logged[1]["text"]
+    assert "\r" not in plain and not bar.search(plain)
 
 
 # ----------------------------------------------------------------------------- W&B offline
