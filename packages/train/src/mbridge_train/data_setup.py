@@ -6,15 +6,29 @@ import itertools
 from collections.abc import Iterator
 
 import mbridge_data
-from mbridge_config import FinetuningDatasetConfig
+from mbridge_config import FinetuningDatasetConfig, MockGPTDatasetConfig, TokenizerConfig
+from mbridge_config.errors import ConfigError
 
 
 def build_tokenizer(cfg):
-    """The run's tokenizer (None without cfg.tokenizer); applies the vocab-size priority rule
-    to the model provider (the provider's own vocab_size wins, else the tokenizer's, padded)."""
-    if cfg.tokenizer is None:
-        return None
-    tokenizer = mbridge_data.build_tokenizer(cfg.tokenizer)
+    """The run's tokenizer; applies the vocab-size priority rule to the model provider (the
+    provider's own vocab_size wins, else the tokenizer's, padded).
+
+    Mock data needs no tokenizer file: without ``cfg.tokenizer`` it gets a NullTokenizer of the
+    model's vocabulary. Real datasets need one (their EOD/pad ids come from it).
+    """
+    config = cfg.tokenizer
+    if config is None:
+        if isinstance(cfg.dataset, MockGPTDatasetConfig) and cfg.model.vocab_size:
+            config = TokenizerConfig(tokenizer_type="NullTokenizer",
+                                     vocab_size=cfg.model.vocab_size)
+        elif cfg.dataset is not None:
+            raise ConfigError("is None: the dataset needs a tokenizer (e.g. TokenizerConfig("
+                              "tokenizer_type='HuggingFaceTokenizer', tokenizer_model=...))",
+                              field="tokenizer")
+        else:
+            return None
+    tokenizer = mbridge_data.build_tokenizer(config)
     model = cfg.model
     model.vocab_size, model.should_pad_vocab = mbridge_data.model_vocab_size(
         tokenizer, model.vocab_size, model.make_vocab_size_divisible_by,

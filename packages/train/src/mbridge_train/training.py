@@ -16,7 +16,7 @@ import torch
 
 from mbridge_train import data_setup, loggers, loss_curve, preflight, profiling
 from mbridge_train.distributed import initialize_distributed, is_last_rank_logger
-from mbridge_train.forward_contract import bind_state
+from mbridge_train.forward_contract import schedule_step
 from mbridge_train.garbage import ManualGC
 from mbridge_train.losses import LM_LOSS, reduce_reported
 from mbridge_train.optim import build_optimizer, build_scheduler
@@ -244,7 +244,7 @@ def train(run: Run, forward_step_func: Callable) -> Run:
     """
     cfg, state = run.state.cfg, run.state
     progress = state.train_state
-    forward_step = bind_state(forward_step_func, state)
+    forward_step = schedule_step(forward_step_func, state)
     logging_rank = is_last_rank_logger()
     loggers.open_loggers(state, logging_rank)
     reporter = Reporter(state, logging_rank, _seq_length(cfg))
