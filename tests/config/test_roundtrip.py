@@ -126,9 +126,9 @@ RANDOM_BREAKERS = {
     "checkpoint.pretrained_checkpoint": lambda w, c: (
         setattr(c, "peft", __import__("fake_provider").FakePEFT()),
         setattr(c.checkpoint, "pretrained_checkpoint", None)),
+    # An explicit decay length, so the breaker holds whatever train_iters is (None included).
     "scheduler.lr_warmup_iters": lambda w, c: (
-        setattr(c.scheduler, "lr_decay_iters", None),
-        setattr(c.scheduler, "lr_warmup_iters", c.train.train_iters + 1)),
+        setattr(c.scheduler, "lr_decay_iters", 5), setattr(c.scheduler, "lr_warmup_iters", 6)),
     "model": lambda w, c: setattr(c.model, "pipeline_model_parallel_size", 8 * w + 3),
     "mixed_precision": lambda w, c: setattr(c, "mixed_precision", "bf16_mixed_please"),
     "profiling.profile_ranks": lambda w, c: setattr(
