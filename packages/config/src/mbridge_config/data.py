@@ -83,6 +83,9 @@ class FinetuningDatasetConfig(DataloaderConfig):
 
     dataset_root: str | None = None
     seq_length: int
+    dataloader_type: Literal["single", "cyclic", "external"] | None = "cyclic"
+    """cyclic (default here): a fine-tune runs for train_iters over as many reshuffled epochs of
+    the training split as that takes; single: one ordered pass, which must be long enough."""
     seed: int = 1234
     memmap_workers: int = 1
     max_train_samples: int | None = None

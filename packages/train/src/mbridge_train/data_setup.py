@@ -80,10 +80,26 @@ def build_iterators(cfg, datasets, train_state, data_parallel_rank: int,
         if loader is None:
             iterators.append(None)
             continue
+        if index == 0:
+            _check_long_enough(cfg, dataset, data_parallel_size)
         iterator = iter(loader) if index == 0 else _endless(loader)
         iterators.append(list(itertools.tee(iterator, model_chunks)) if model_chunks > 1
                          else iterator)
     return tuple(iterators)
+
+
+def _check_long_enough(cfg, dataset, data_parallel_size: int) -> None:
+    """One ordered pass ("single") over too small a training set would stop mid-run."""
+    if cfg.dataset.dataloader_type not in (None, "single"):
+        return
+    needed = (cfg.train.train_iters or 0) * cfg.train.global_batch_size
+    usable = len(dataset) // (cfg.train.micro_batch_size * data_parallel_size) * (
+        cfg.train.micro_batch_size * data_parallel_size)
+    if usable < needed:
+        raise ConfigError(f"'single' reads the {len(dataset)} training samples once, but "
+                          f"{cfg.train.train_iters} iterations x global batch "
+                          f"{cfg.train.global_batch_size} need {needed}; use 'cyclic' (reshuffled "
+                          "epochs) or fewer iterations", field="dataset.dataloader_type")
 
 
 def _endless(loader) -> Iterator:
