@@ -84,9 +84,10 @@ def _straight_vs_resumed(rank, world, tmp, model_fields):
 
 
 def _assert_same(result):
+    """Equal losses (reported on the last pipeline stage only) and equal weights."""
     (losses, weights), (resumed_losses, resumed_weights) = result["straight"], result["resumed"]
     assert result["steps"] == (2, 4)
-    assert len(losses) == 4 and resumed_losses == losses
+    assert len(losses) in (0, 4) and resumed_losses == losses
     assert weights.keys() == resumed_weights.keys()
     for key in weights:
         assert torch.equal(weights[key], resumed_weights[key]), key
@@ -104,5 +105,82 @@ def test_resume_is_exact_on_one_rank(tmp_path):
                                     {"pipeline_model_parallel_size": 2}],
                          ids=["dp2", "tp2", "pp2"])
 def test_resume_is_exact_on_two_ranks(tmp_path, layout):
-    for result in run_ranks(_straight_vs_resumed, 2, tmp_path, layout):
+    results = run_ranks(_straight_vs_resumed, 2, tmp_path, layout)
+    for result in results:
         _assert_same(result)
+    assert len(results[-1]["straight"][0]) == 4  # the last rank holds the last stage
+
+
+# ----------------------------------------------------------------------------- unfinished saves
+
+
+def _interrupted_then_resumed(rank, world, tmp):
+    """A save that dies after its shards are written (before the tracker) is never loaded."""
+    write_tracker = ck.write_tracker
+
+    def dies_at_4(root, iteration):
+        if iteration == 4:
+            raise RuntimeError("killed before the tracker")
+        write_tracker(root, iteration)
+
+    ck.write_tracker = dies_at_4
+    try:
+        _pretrain(_config(tmp, save_interval=2))
+    except RuntimeError as error:
+        assert "killed before the tracker" in str(error)
+    finally:
+        ck.write_tracker = write_tracker
+    left = dict(tracked=ck.read_tracker(str(tmp)), folders=ck.saved_iterations(str(tmp)),
+                shards_written=ck._is_finished(ck.iteration_dir(str(tmp), 4)))
+    resumed = _pretrain(_config(tmp, load=str(tmp), save_interval=2))
+    return left, [h["step"] for h in resumed.history if "lm loss" in h], ck.read_tracker(str(tmp))
+
+
+def test_an_unfinished_save_is_never_loaded(tmp_path):
+    ((left, steps, tracked),) = run_ranks(_interrupted_then_resumed, 1, tmp_path)
+    assert left == dict(tracked=2, folders=[2, 4], shards_written=True)
+    assert steps == [3, 4]  # resumed from iteration 2, not from the unfinished 4
+    assert tracked == 4 and (tmp_path / "iter_0000004" / ck.CONFIG_FILE).is_file()
+
+
+def _keep_two(rank, world, tmp):
+    _pretrain(_config(tmp, save_interval=1, most_recent_k=2, train_iters=5))
+    return ck.saved_iterations(str(tmp)), ck.read_tracker(str(tmp))
+
+
+def test_most_recent_k_keeps_exactly_k(tmp_path):
+    ((folders, tracked),) = run_ranks(_keep_two, 1, tmp_path)
+    assert folders == [4, 5] and tracked == 5
+
+
+@given(st.sets(st.integers(0, 60), min_size=1), st.data(), st.integers(1, 8))
+def test_expired_keeps_the_k_newest_finished(iterations, data, keep):
+    tracked = data.draw(st.sampled_from(sorted(iterations)))
+    gone = ck.expired(sorted(iterations), tracked, keep)
+    finished = sorted(i for i in iterations if i <= tracked)
+    assert sorted(set(finished) - set(gone)) == finished[-keep:]
+    assert tracked not in gone and all(i <= tracked for i in gone)
+    assert ck.expired(sorted(iterations), tracked, -1) == []
+
+
+@given(st.integers(0, 10**9))
+def test_tracker_round_trip(iteration):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as root:
+        ck.write_tracker(root, iteration)
+        assert ck.read_tracker(root) == iteration
+        assert os.listdir(root) == [ck.TRACKER]  # no temporary file left behind
+
+
+@given(st.text(min_size=1).filter(lambda t: not t.strip().isdigit()))
+def test_a_corrupt_tracker_is_named(text):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as root:
+        path = os.path.join(root, ck.TRACKER)
+        with open(path, "w", encoding="utf-8", errors="surrogatepass") as f:
+            f.write(text)
+        with pytest.raises(ck.CheckpointError, match="corrupt tracker") as error:
+            ck.read_tracker(root)
+        assert str(error.value).startswith(path) and "\n" not in str(error.value)

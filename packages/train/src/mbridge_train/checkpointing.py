@@ -69,7 +69,7 @@ def read_tracker(root: str) -> int | None:
     path = os.path.join(root, TRACKER)
     if not os.path.isfile(path):
         return None
-    with open(path) as f:
+    with open(path, encoding="utf-8", errors="replace") as f:
         text = f.read().strip()
     if not text.isdigit():
         raise CheckpointError(f"{path}: corrupt tracker: expected an iteration number, "
