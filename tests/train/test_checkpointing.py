@@ -184,3 +184,95 @@ def test_a_corrupt_tracker_is_named(text):
         with pytest.raises(ck.CheckpointError, match="corrupt tracker") as error:
             ck.read_tracker(root)
         assert str(error.value).startswith(path) and "\n" not in str(error.value)
+
+
+# ----------------------------------------------------------------------------- fine-tuning
+
+
+def _logits(run) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(7)
+    tokens = torch.randint(0, 256, (2, 32), generator=generator)
+    positions = torch.arange(32).expand(2, -1)
+    chunk = run.model[0]
+    chunk.eval()
+    with torch.no_grad():
+        out = chunk(tokens, positions, None)
+    chunk.train()
+    return out.detach().clone()
+
+
+def _finetune_starts_from_pretrained(rank, world, tmp):
+    from mbridge_train.training import setup, teardown
+
+    saved = _pretrain(_config(tmp / "base", train_iters=2))
+    expected = _logits(saved)
+    results = {}
+    for name, path in [("root", tmp / "base"), ("iter", tmp / "base" / "iter_0000002")]:
+        run = setup(_config(pretrained=str(path)), training_mode="finetune")
+        results[name] = torch.equal(_logits(run), expected)
+        teardown()
+    fresh = setup(_config(), training_mode="finetune")  # the control: no pretrained weights
+    results["fresh_differs"] = not torch.equal(_logits(fresh), expected)
+    teardown()
+    return results
+
+
+def test_finetune_starts_from_the_pretrained_weights(tmp_path):
+    ((results,),) = [run_ranks(_finetune_starts_from_pretrained, 1, tmp_path)]
+    assert results == {"root": True, "iter": True, "fresh_differs": True}
+
+
+def _lora():
+    from mbridge.peft import LoRA
+
+    return LoRA(dim=4, alpha=8)
+
+
+def _lora_finetune(rank, world, tmp):
+    """A LoRA fine-tune from a pretrained checkpoint: what it starts from, what it saves, and
+    4 straight steps against 2 + save + resume."""
+    from mbridge_train.training import setup, teardown
+
+    base = _pretrain(_config(tmp / "base", train_iters=2))
+    base_state = _weights(base)
+    expected = _logits(base)
+    pretrained = str(tmp / "base")
+
+    run = setup(_config(pretrained=pretrained, peft=_lora()), training_mode="finetune")
+    state = _weights(run)
+    start = dict(
+        base_equal=all(torch.equal(state[k], v) for k, v in base_state.items()),
+        adapters=sorted(k for k in state if ck.ADAPTER_MARK in k),
+        b_zero=all(not v.any() for k, v in state.items() if "adapter.linear_out" in k),
+        a_random=all(v.std() > 0 for k, v in state.items() if "adapter.linear_in" in k),
+        logits_equal=torch.equal(_logits(run), expected))
+    trainable = sum(p.numel() for p in run.model[0].parameters() if p.requires_grad)
+    teardown()
+
+    straight = _finetune(_config(pretrained=pretrained, peft=_lora()))
+    first = _finetune(_config(tmp / "lora", pretrained=pretrained, peft=_lora(), exit_interval=2))
+    resumed = _finetune(_config(tmp / "lora", load=str(tmp / "lora"), pretrained=pretrained,
+                                peft=_lora()))
+    saved = ck._saved_shapes(str(tmp / "lora" / "iter_0000002"))
+    return dict(start=start, trainable=trainable, saved=saved,
+                straight=(_losses(straight), _weights(straight)),
+                resumed=(_losses(first) + _losses(resumed), _weights(resumed)),
+                steps=(first.state.train_state.step, resumed.state.train_state.step))
+
+
+def test_lora_finetune_loads_the_base_saves_adapters_only_and_resumes_exactly(tmp_path):
+    import math
+
+    ((result,),) = [run_ranks(_lora_finetune, 1, tmp_path)]
+    start = result["start"]
+    assert start["adapters"] and start["base_equal"] and start["logits_equal"]
+    assert start["b_zero"] and start["a_random"]  # LoRA's own initialisation, not loaded
+    saved, trainable = result["saved"], result["trainable"]
+    model_keys = [k for k in saved if not k.startswith("optimizer.")]
+    assert model_keys and all(ck.ADAPTER_MARK in k for k in model_keys)
+    assert sum(math.prod(saved[k]) for k in model_keys) == trainable
+    # The distributed optimizer adds its param, exp_avg and exp_avg_sq buckets, which on one
+    # rank cover exactly the adapters: 4 copies of the trainable parameters, nothing else.
+    total = sum(math.prod(shape) for shape in saved.values())
+    assert total == 4 * trainable
+    _assert_same(result)
