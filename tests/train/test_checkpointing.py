@@ -111,6 +111,71 @@ def test_resume_is_exact_on_two_ranks(tmp_path, layout):
     assert len(results[-1]["straight"][0]) == 4  # the last rank holds the last stage
 
 
+# ----------------------------------------------------------------------------- RNG, save_optim
+
+
+def _draws() -> list:
+    import random
+
+    import numpy as np
+    from megatron.core.tensor_parallel import get_cuda_rng_tracker
+
+    with get_cuda_rng_tracker().fork():
+        tracked = torch.rand(2).tolist()
+    return [random.random(), float(np.random.random()), torch.rand(2).tolist(), tracked]
+
+
+def _rng_and_optional_parts(rank, world, tmp):
+    """Rank-specific RNG streams survive save + load (and stay untouched with load_rng=False);
+    save_optim/save_rng=False checkpoints hold neither and still load."""
+    import random
+
+    import numpy as np
+
+    from mbridge_train.gpt_step import forward_step
+    from mbridge_train.training import setup, teardown, train
+
+    run = train(setup(_config(tmp / "full", load=str(tmp / "full"), exit_interval=1)),
+                forward_step)  # one step, so the optimizer has state to save
+    ckpt, args = run.state.cfg.checkpoint, (run.state, run.model, run.optimizer, run.scheduler)
+    random.seed(rank), np.random.seed(10 + rank), torch.manual_seed(20 + rank)
+    ck.save_checkpoint(*args)
+    expected = _draws()
+    scrambled = lambda: (random.seed(99), np.random.seed(99), torch.manual_seed(99))  # noqa: E731
+    scrambled()
+    ck.load_checkpoint(*args)
+    restored = _draws()
+    ckpt.load_rng = False
+    scrambled()
+    ck.load_checkpoint(*args)
+    untouched = _draws()
+    scrambled()
+    control = _draws()
+
+    ckpt.save, ckpt.load, ckpt.save_optim, ckpt.save_rng = (str(tmp / "lean"),) * 2 + (False,) * 2
+    ckpt.load_rng = True
+    ck.save_checkpoint(*args)
+    lean_keys = sorted(ck._saved_shapes(ck.iteration_dir(ckpt.save, 1)))
+    ck.load_checkpoint(*args)
+    teardown()
+    return dict(expected=expected, restored=restored, untouched=untouched, control=control,
+                lean_keys=lean_keys)
+
+
+def test_rng_streams_of_every_rank_are_restored_and_optional_parts_honoured(tmp_path):
+    results = run_ranks(_rng_and_optional_parts, 2, tmp_path)
+    assert results[0]["expected"] != results[1]["expected"]  # the ranks' streams differ
+    for result in results:
+        assert result["restored"] == result["expected"]
+        # load_rng=False: the (scrambled) streams stay as they were; the tracker, which the
+        # scrambling does not reset, just continues
+        assert result["untouched"][:3] == result["control"][:3] != result["expected"][:3]
+        keys = result["lean_keys"]
+        assert keys and not any(k.startswith(("optimizer.", ck._RNG_KEY)) for k in keys)
+    full = ck._saved_shapes(ck.iteration_dir(str(tmp_path / "full"), 1))
+    assert any(k.startswith("optimizer.") for k in full)
+
+
 # ----------------------------------------------------------------------------- unfinished saves
 
 

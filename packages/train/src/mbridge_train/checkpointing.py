@@ -160,13 +160,14 @@ def save_checkpoint(state, model: list, optimizer, scheduler) -> str | None:
     directory = iteration_dir(root, iteration)
     _prepare_folder(root, directory, iteration)
     adapters_only = cfg.peft is not None
+    with_optim = ckpt.save_optim and _has_state(optimizer)
     metadata = _sharding_metadata(ckpt, optimizer)
-    request = _sharded_request(model, optimizer if ckpt.save_optim else None, metadata,
+    request = _sharded_request(model, optimizer if with_optim else None, metadata,
                                adapters_only=adapters_only, loading=False, rng=ckpt.save_rng)
     request["train_state"] = state.train_state.state_dict()
-    if ckpt.save_optim:
+    if with_optim:
         request["opt_param_scheduler"] = scheduler.state_dict()
-    request[_INFO] = _describe(adapters_only, ckpt.save_optim, ckpt.save_rng)
+    request[_INFO] = _describe(adapters_only, with_optim, ckpt.save_rng)
     dist_checkpointing.save(request, directory, _save_strategy(ckpt),
                             content_metadata=_serializable(metadata))
     if _rank() == 0:
@@ -177,6 +178,14 @@ def save_checkpoint(state, model: list, optimizer, scheduler) -> str | None:
         _prune(root, iteration, ckpt.most_recent_k)
     _barrier()
     return directory
+
+
+def _has_state(optimizer) -> bool:
+    """Whether the optimizer has taken a step (before that torch's Adam holds no state, and a
+    fresh optimizer on resume is exactly what was there)."""
+    inners = getattr(optimizer, "chained_optimizers", [optimizer])
+    return all(inner.optimizer.state for inner in inners
+               if any(group["params"] for group in inner.optimizer.param_groups))
 
 
 def _prepare_folder(root: str, directory: str, iteration: int) -> None:
