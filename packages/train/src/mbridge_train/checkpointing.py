@@ -134,6 +134,7 @@ def resume_directory(ckpt) -> str | None:
             what = "does not exist" if not os.path.isdir(ckpt.load) else f"holds no {TRACKER}"
             raise CheckpointError(f"{ckpt.load}: {what}, and checkpoint.exit_on_missing_checkpoint "
                                   "is set (checkpoint.load must name a folder a run saved to)")
+        _say(f" no checkpoint in {ckpt.load} (no {TRACKER}): starting from scratch")
         return None
     return find_checkpoint(ckpt.load, ckpt.ckpt_step)
 
@@ -177,6 +178,7 @@ def save_checkpoint(state, model: list, optimizer, scheduler) -> str | None:
         write_tracker(root, iteration)
         _prune(root, iteration, ckpt.most_recent_k)
     _barrier()
+    _say(f" saved checkpoint {directory}")
     return directory
 
 
@@ -267,8 +269,11 @@ def load_checkpoint(state, model: list, optimizer, scheduler) -> int | None:
                               f"{'uses' if adapters_only else 'does not use'} PEFT (cfg.peft)")
     resume = not ckpt.finetune
     with_optim = resume and ckpt.load_optim and info.get("optimizer", False)
-    with_rng = (resume and ckpt.load_rng and info.get("rng", False)
-                and info.get("world_size") == _world_size())
+    with_rng = resume and ckpt.load_rng and info.get("rng", False)
+    if with_rng and info.get("world_size") != _world_size():
+        _say(f" RNG streams not restored: {directory} was saved by {info.get('world_size')} "
+             f"ranks, this run has {_world_size()}")
+        with_rng = False
     metadata = _sharding_metadata(ckpt, optimizer, _content_metadata(directory))
     request = _sharded_request(model, optimizer if with_optim else None, metadata,
                                adapters_only=adapters_only, loading=True, rng=with_rng)
@@ -286,6 +291,7 @@ def load_checkpoint(state, model: list, optimizer, scheduler) -> int | None:
         state.train_state.load_state_dict(loaded["train_state"])
     if with_rng:
         _restore_rng(loaded[_RNG_KEY])
+    _say(f" loaded checkpoint {directory} (iteration {state.train_state.step})")
     return state.train_state.step
 
 
@@ -301,6 +307,7 @@ def load_pretrained_weights(path: str, model: list) -> str:
                                loading=True, rng=False, base_only=True)
     loaded = _load(request, directory, "assume_ok_unexpected")
     _load_model(model, loaded, request, lenient=False, where=directory)
+    _say(f" loaded pretrained weights from {directory}")
     return directory
 
 
@@ -525,6 +532,11 @@ def _restore_rng(streams: dict) -> None:
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else ""
+
+
+def _say(line: str) -> None:
+    if _rank() == 0:
+        print(line, flush=True)
 
 
 def _rank() -> int:
