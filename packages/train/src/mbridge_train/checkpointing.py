@@ -14,6 +14,7 @@ or folder) or ``ConfigError`` (a field), one line each.
 from __future__ import annotations
 
 import os
+import queue
 import random
 import shutil
 import tempfile
@@ -169,6 +170,7 @@ def save_checkpoint(state, model: list, optimizer, scheduler) -> str | None:
     if with_optim:
         request["opt_param_scheduler"] = scheduler.state_dict()
     request[_INFO] = _describe(adapters_only, with_optim, ckpt.save_rng)
+    _in_process_write_results()
     dist_checkpointing.save(request, directory, _save_strategy(ckpt),
                             content_metadata=_serializable(metadata))
     if _rank() == 0:
@@ -233,6 +235,17 @@ def _describe(adapters_only: bool, optimizer: bool, rng: bool) -> dict:
             "tensor_parallel": ps.get_tensor_model_parallel_world_size(),
             "pipeline_parallel": ps.get_pipeline_model_parallel_world_size(),
             "data_parallel": ps.get_data_parallel_world_size()}
+
+
+def _in_process_write_results() -> None:
+    """megatron-core's torch_dist writer hands its threads' results over a multiprocessing
+    Manager queue, started on a process's first save by *spawning* an interpreter that re-imports
+    the main script (~15 s on a 2-core machine) and left running. mbridge saves synchronously, in
+    this process, where a thread-safe queue does the same job."""
+    from megatron.core.dist_checkpointing.strategies import filesystem_async
+
+    if filesystem_async._results_queue is None:
+        filesystem_async._results_queue = queue.Queue()
 
 
 def _save_strategy(ckpt):
