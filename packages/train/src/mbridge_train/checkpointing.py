@@ -241,10 +241,12 @@ def _in_process_write_results() -> None:
     """megatron-core's torch_dist writer hands its threads' results over a multiprocessing
     Manager queue, started on a process's first save by *spawning* an interpreter that re-imports
     the main script (~15 s on a 2-core machine) and left running. mbridge saves synchronously, in
-    this process, where a thread-safe queue does the same job."""
+    this process, where a thread-safe queue does the same job (a fresh one per save, so a
+    failed save leaves no stale results for the next)."""
     from megatron.core.dist_checkpointing.strategies import filesystem_async
 
-    if filesystem_async._results_queue is None:
+    if filesystem_async._results_queue is None or isinstance(filesystem_async._results_queue,
+                                                            queue.Queue):
         filesystem_async._results_queue = queue.Queue()
 
 
