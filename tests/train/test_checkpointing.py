@@ -17,7 +17,7 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from multirank import RankFailure, run_ranks
+from multirank import run_ranks
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "models"))
 from tiny import llama_like  # noqa: E402
