@@ -136,8 +136,19 @@ def _rank_main(rank, world_size, port, cpu_runtime, fn, args, kwargs, conn) -> N
             pass
     finally:
         conn.close()
+        _end_children()
         # Never return into the forked copy of pytest.
         os._exit(code)
+
+
+def _end_children() -> None:
+    """Processes a rank started end with it: os._exit skips multiprocessing's own clean-up, so
+    e.g. the Manager that megatron-core's checkpoint writer starts would outlive the rank."""
+    children = mp.active_children()
+    for child in children:
+        child.terminate()
+    for child in children:
+        child.join(5)
 
 
 def _reset_megatron_state() -> None:

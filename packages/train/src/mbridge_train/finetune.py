@@ -1,8 +1,9 @@
 """finetune(cfg, forward_step_func): supervised (optionally PEFT) fine-tuning of a trained model.
 
-Same loop as pretrain; the weights start from ``checkpoint.pretrained_checkpoint`` (unless the
-fine-tune itself is being resumed from ``checkpoint.load``) and ``cfg.peft``, when set, wraps
-the model before the optimizer sees it, so only adapters train.
+Same loop as pretrain; the weights start from ``checkpoint.pretrained_checkpoint`` (unless a
+full fine-tune is being resumed from ``checkpoint.load``) and ``cfg.peft``, when set, wraps
+the model before the optimizer sees it, so only adapters train. A PEFT run always loads its base
+from ``pretrained_checkpoint``; its own checkpoints (and resumes) hold the adapters only.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import torch
 
-from mbridge_train import data_setup, loggers, loss_curve, preflight, profiling
+from mbridge_train import checkpointing, data_setup, loggers, loss_curve, preflight, profiling
 from mbridge_train.distributed import initialize_distributed, is_last_rank_logger
 from mbridge_train.forward_contract import schedule_step
 from mbridge_train.garbage import ManualGC
@@ -54,6 +54,7 @@ def setup(cfg, *, training_mode: str = "pretrain") -> Run:
     cfg.finalize()
     cfg.validate(world_size)
     preflight.run(cfg)
+    checkpointing.check_supported(cfg.checkpoint)
     state = GlobalState(cfg=cfg)
     state.timers = Timers(cfg.logger.timing_log_level, cfg.logger.timing_log_option)
     provider = cfg.model
@@ -71,17 +72,16 @@ def setup(cfg, *, training_mode: str = "pretrain") -> Run:
     model = provider.provide_distributed_model(
         ddp_config=cfg.ddp, pre_wrap_hook=_peft_hook(cfg),
         data_parallel_random_init=cfg.rng.data_parallel_random_init)
+    # Weights first: the optimizer's main parameters copy the model's when it is built.
+    # A PEFT run always starts from its base model; its own checkpoints hold the adapters.
+    resume_from = checkpointing.resume_directory(cfg.checkpoint)
+    if training_mode == "finetune" and cfg.checkpoint.pretrained_checkpoint and (
+            resume_from is None or cfg.peft is not None):
+        checkpointing.load_pretrained_weights(cfg.checkpoint.pretrained_checkpoint, model)
     optimizer = build_optimizer(cfg, model)
     scheduler = build_scheduler(cfg, optimizer)
     _configure_schedule(provider, model, optimizer, state, cfg)
-
-    if training_mode == "finetune" and cfg.checkpoint.pretrained_checkpoint and not _resumable(cfg):
-        from mbridge_train import checkpointing
-
-        checkpointing.load_pretrained_weights(cfg.checkpoint.pretrained_checkpoint, model)
-    if _resumable(cfg):
-        from mbridge_train import checkpointing
-
+    if resume_from is not None:  # before the iterators: they resume at the consumed samples
         checkpointing.load_checkpoint(state, model, optimizer, scheduler)
 
     datasets = data_setup.build_datasets(cfg, state.tokenizer)
@@ -96,14 +96,6 @@ def _seed(seed: int) -> None:
 
     torch.manual_seed(seed)
     model_parallel_cuda_manual_seed(seed)
-
-
-def _resumable(cfg) -> bool:
-    """A run resumes when ``checkpoint.load`` names a folder holding a finished save."""
-    import os
-
-    load = cfg.checkpoint.load
-    return bool(load) and os.path.isfile(os.path.join(load, "latest_checkpointed_iteration.txt"))
 
 
 def _peft_hook(cfg) -> Callable | None:
@@ -244,6 +236,7 @@ def train(run: Run, forward_step_func: Callable) -> Run:
     """
     cfg, state = run.state.cfg, run.state
     progress = state.train_state
+    first_step = progress.step
     forward_step = schedule_step(forward_step_func, state)
     logging_rank = is_last_rank_logger()
     loggers.open_loggers(state, logging_rank)
@@ -288,7 +281,7 @@ def train(run: Run, forward_step_func: Callable) -> Run:
             if _should_exit(cfg, step, started):
                 break
         profiler.close(progress.step)
-        if cfg.checkpoint.save and saved_at != progress.step:
+        if cfg.checkpoint.save and progress.step > first_step and saved_at != progress.step:
             save(run)
         if not by_signal and run.test_iterator is not None and \
                 getattr(cfg.dataset, "do_test", True):
@@ -308,8 +301,6 @@ def train(run: Run, forward_step_func: Callable) -> Run:
 
 
 def save(run: Run) -> None:
-    from mbridge_train import checkpointing
-
     checkpointing.save_checkpoint(run.state, run.model, run.optimizer, run.scheduler)
 
 

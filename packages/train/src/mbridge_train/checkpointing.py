@@ -1,0 +1,567 @@
+"""Checkpoints through CheckpointConfig: megatron-core dist_checkpointing, Megatron's layout.
+
+    <save>/iter_0000010/                        one torch_dist checkpoint per save: model chunks,
+                                                optimizer, scheduler, train state, per-rank RNG
+    <save>/iter_0000010/run_config.yaml         the run's config, for humans
+    <save>/latest_checkpointed_iteration.txt    written last (temp file + rename): a save it does
+                                                not name was never finished and is never loaded
+
+A PEFT run saves and resumes only the adapter parameters (and their optimizer state); its base
+weights always come from ``pretrained_checkpoint``. Bad input raises ``CheckpointError`` (a file
+or folder) or ``ConfigError`` (a field), one line each.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import random
+import shutil
+import tempfile
+import warnings
+
+import numpy as np
+import torch
+
+from mbridge_config.errors import ConfigError
+
+TRACKER = "latest_checkpointed_iteration.txt"
+CONFIG_FILE = "run_config.yaml"
+ADAPTER_MARK = ".adapter."
+_INFO = "mbridge"  # common-state entry describing what a checkpoint holds
+_RNG_KEY = "mbridge_rng_state"
+_SCHEDULE_HOOKS = ("grad_scale_func", "finalize_model_grads_func", "no_sync_func",
+                   "grad_sync_func", "param_sync_func", "timers")
+_LENIENT = {"log_unexpected", "log_all", "return_unexpected", "return_all", "ignore_all"}
+
+# Fields whose non-default values this module does not implement: (field, the supported value).
+_UNSUPPORTED = (
+    ("ckpt_format", "torch_dist"), ("async_save", False), ("non_persistent_ckpt_type", None),
+    ("non_persistent_save_interval", None), ("non_persistent_local_ckpt_dir", None),
+    ("replication", False), ("use_checkpoint_args", False),
+    ("use_mp_args_from_checkpoint_args", False), ("ckpt_convert_format", None),
+    ("save_retain_interval", None), ("load_main_params_from_ckpt", False),
+)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file or folder is missing, unfinished, corrupt or does not fit the model."""
+
+
+def check_supported(ckpt) -> None:
+    """Fail before any work on options mbridge's checkpoints do not implement."""
+    for name, supported in _UNSUPPORTED:
+        value = getattr(ckpt, name)
+        if value != supported:
+            raise ConfigError(f"{value!r} is not supported (mbridge writes synchronous, persistent "
+                              f"torch_dist checkpoints); use {supported!r}",
+                              field=f"checkpoint.{name}")
+
+
+# ----------------------------------------------------------------------------- layout
+
+
+def iteration_dir(root: str, iteration: int) -> str:
+    return os.path.join(root, f"iter_{iteration:07d}")
+
+
+def read_tracker(root: str) -> int | None:
+    """The iteration the tracker names; None when there is no tracker."""
+    path = os.path.join(root, TRACKER)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8", errors="replace") as f:
+        text = f.read().strip()
+    if not text.isdigit():
+        raise CheckpointError(f"{path}: corrupt tracker: expected an iteration number, "
+                              f"found {text[:40]!r}")
+    return int(text)
+
+
+def write_tracker(root: str, iteration: int) -> None:
+    """Atomically point the tracker at ``iteration`` (temp file in the same folder + rename)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{TRACKER}.", dir=root)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{iteration}\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, os.path.join(root, TRACKER))
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def saved_iterations(root: str) -> list[int]:
+    """Iterations with an ``iter_*`` folder under ``root`` (finished or not), ascending."""
+    if not os.path.isdir(root):
+        return []
+    names = (n for n in os.listdir(root) if n.startswith("iter_") and n[5:].isdigit())
+    return sorted(int(n[5:]) for n in names if os.path.isdir(os.path.join(root, n)))
+
+
+def expired(iterations: list[int], tracked: int, keep: int | None) -> list[int]:
+    """Iterations most_recent_k lets go: all finished ones but the ``keep`` newest (the tracked
+    one always stays). Folders newer than the tracked iteration are unfinished saves, not
+    older ones, and are left for the next save of that iteration to replace."""
+    if keep is None or keep < 1:
+        return []
+    finished = sorted(i for i in iterations if i <= tracked)
+    return finished[:-keep]
+
+
+def find_checkpoint(root: str, step: int | None = None) -> str:
+    """The folder of iteration ``step`` (default: the tracked one) under a save root."""
+    tracked = read_tracker(root)
+    iteration = step if step is not None else tracked
+    if iteration is None:
+        raise CheckpointError(f"{root}: no {TRACKER} here, so no finished checkpoint")
+    directory = iteration_dir(root, iteration)
+    if not _is_finished(directory):
+        named = (f"{os.path.join(root, TRACKER)} names iteration {iteration}" if step is None
+                 else f"checkpoint.ckpt_step={step}")
+        state = "is missing" if not os.path.isdir(directory) else "holds no finished checkpoint"
+        raise CheckpointError(f"{directory}: {state} ({named})")
+    return directory
+
+
+def resume_directory(ckpt) -> str | None:
+    """The iteration folder a run resumes from; None to start fresh."""
+    if not ckpt.load:
+        return None
+    if read_tracker(ckpt.load) is None:
+        if ckpt.exit_on_missing_checkpoint:
+            what = "does not exist" if not os.path.isdir(ckpt.load) else f"holds no {TRACKER}"
+            raise CheckpointError(f"{ckpt.load}: {what}, and checkpoint.exit_on_missing_checkpoint "
+                                  "is set (checkpoint.load must name a folder a run saved to)")
+        _say(f" no checkpoint in {ckpt.load} (no {TRACKER}): starting from scratch")
+        return None
+    return find_checkpoint(ckpt.load, ckpt.ckpt_step)
+
+
+def _is_finished(directory: str) -> bool:
+    from megatron.core import dist_checkpointing
+
+    return os.path.isdir(directory) and dist_checkpointing.check_is_distributed_checkpoint(
+        directory)
+
+
+# ----------------------------------------------------------------------------- saving
+
+
+def save_checkpoint(state, model: list, optimizer, scheduler) -> str | None:
+    """Save the run to ``<save>/iter_<step>`` and then move the tracker to it (collective)."""
+    from megatron.core import dist_checkpointing
+
+    cfg = state.cfg
+    ckpt = cfg.checkpoint
+    if not ckpt.save:
+        return None
+    root, iteration = ckpt.save, state.train_state.step
+    directory = iteration_dir(root, iteration)
+    _prepare_folder(root, directory, iteration)
+    adapters_only = cfg.peft is not None
+    with_optim = ckpt.save_optim and _has_state(optimizer)
+    metadata = _sharding_metadata(ckpt, optimizer)
+    request = _sharded_request(model, optimizer if with_optim else None, metadata,
+                               adapters_only=adapters_only, loading=False, rng=ckpt.save_rng)
+    request["train_state"] = state.train_state.state_dict()
+    if with_optim:
+        request["opt_param_scheduler"] = scheduler.state_dict()
+    request[_INFO] = _describe(adapters_only, with_optim, ckpt.save_rng)
+    _in_process_write_results()
+    dist_checkpointing.save(request, directory, _save_strategy(ckpt),
+                            content_metadata=_serializable(metadata))
+    if _rank() == 0:
+        _write_config(cfg, os.path.join(directory, CONFIG_FILE))
+    _barrier()
+    if _rank() == 0:
+        write_tracker(root, iteration)
+        _prune(root, iteration, ckpt.most_recent_k)
+    _barrier()
+    _say(f" saved checkpoint {directory}")
+    return directory
+
+
+def _has_state(optimizer) -> bool:
+    """Whether the optimizer has taken a step (before that torch's Adam holds no state, and a
+    fresh optimizer on resume is exactly what was there)."""
+    inners = getattr(optimizer, "chained_optimizers", [optimizer])
+    return all(inner.optimizer.state for inner in inners
+               if any(group["params"] for group in inner.optimizer.param_groups))
+
+
+def _prepare_folder(root: str, directory: str, iteration: int) -> None:
+    """Rank 0 clears an unfinished earlier save of this iteration; the tracker never names a
+    folder while it is rewritten."""
+    if _rank() == 0:
+        os.makedirs(root, exist_ok=True)
+        if read_tracker(root) == iteration:
+            os.remove(os.path.join(root, TRACKER))
+        if os.path.isdir(directory):
+            shutil.rmtree(directory)
+        os.makedirs(directory)
+    _barrier()
+
+
+def _write_config(cfg, path: str) -> None:
+    """The run's config beside its checkpoint, for humans; without the callables the loop wires
+    into the model config for megatron's schedule (training._configure_schedule), which are not
+    configuration. A config YAML cannot hold (a lambda) costs a warning, not the save."""
+    model = cfg.model
+    saved = {name: getattr(model, name) for name in _SCHEDULE_HOOKS if hasattr(model, name)}
+    try:
+        for name in saved:
+            setattr(model, name, None)
+        cfg.to_yaml(path)
+    except ConfigError as error:
+        warnings.warn(f"{path} not written: {error}", stacklevel=2)
+    finally:
+        for name, value in saved.items():
+            setattr(model, name, value)
+
+
+def _prune(root: str, tracked: int, keep: int | None) -> None:
+    for iteration in expired(saved_iterations(root), tracked, keep):
+        shutil.rmtree(iteration_dir(root, iteration), ignore_errors=True)
+
+
+def _describe(adapters_only: bool, optimizer: bool, rng: bool) -> dict:
+    from megatron.core import parallel_state as ps
+
+    return {"adapters_only": adapters_only, "optimizer": bool(optimizer), "rng": bool(rng),
+            "world_size": _world_size(),
+            "tensor_parallel": ps.get_tensor_model_parallel_world_size(),
+            "pipeline_parallel": ps.get_pipeline_model_parallel_world_size(),
+            "data_parallel": ps.get_data_parallel_world_size()}
+
+
+def _in_process_write_results() -> None:
+    """megatron-core's torch_dist writer hands its threads' results over a multiprocessing
+    Manager queue, started on a process's first save by *spawning* an interpreter that re-imports
+    the main script (~15 s on a 2-core machine) and left running. mbridge saves synchronously, in
+    this process, where a thread-safe queue does the same job (a fresh one per save, so a
+    failed save leaves no stale results for the next)."""
+    from megatron.core.dist_checkpointing.strategies import filesystem_async
+
+    if filesystem_async._results_queue is None or isinstance(filesystem_async._results_queue,
+                                                            queue.Queue):
+        filesystem_async._results_queue = queue.Queue()
+
+
+def _save_strategy(ckpt):
+    from megatron.core import parallel_state as ps
+    from megatron.core.dist_checkpointing.serialization import get_default_save_sharded_strategy
+    from megatron.core.dist_checkpointing.strategies.fully_parallel import (
+        FullyParallelSaveStrategyWrapper)
+
+    strategy = get_default_save_sharded_strategy()
+    if ckpt.fully_parallel_save and ps.get_data_parallel_world_size() > 1:
+        strategy = FullyParallelSaveStrategyWrapper(
+            strategy, ps.get_data_parallel_group(with_context_parallel=True),
+            ckpt.ckpt_assume_constant_structure)
+    return strategy
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_checkpoint(state, model: list, optimizer, scheduler) -> int | None:
+    """Resume from ``checkpoint.load``: model (adapters under PEFT), optimizer and scheduler
+    (``load_optim``), RNG streams (``load_rng``) and progress. Returns the iteration loaded, or
+    None when there is nothing to resume from (fresh start)."""
+    cfg = state.cfg
+    ckpt = cfg.checkpoint
+    directory = resume_directory(ckpt)
+    if directory is None:
+        return None
+    info = _info(directory)
+    adapters_only = cfg.peft is not None
+    if info.get("adapters_only", False) != adapters_only:
+        held = "PEFT adapters only" if info.get("adapters_only") else "a full model"
+        raise CheckpointError(f"{directory}: holds {held}, but this run "
+                              f"{'uses' if adapters_only else 'does not use'} PEFT (cfg.peft)")
+    resume = not ckpt.finetune
+    with_optim = resume and ckpt.load_optim and info.get("optimizer", False)
+    with_rng = resume and ckpt.load_rng and info.get("rng", False)
+    if with_rng and info.get("world_size") != _world_size():
+        _say(f" RNG streams not restored: {directory} was saved by {info.get('world_size')} "
+             f"ranks, this run has {_world_size()}")
+        with_rng = False
+    metadata = _sharding_metadata(ckpt, optimizer, _content_metadata(directory))
+    request = _sharded_request(model, optimizer if with_optim else None, metadata,
+                               adapters_only=adapters_only, loading=True, rng=with_rng)
+    loaded = _load(request, directory, ckpt.dist_ckpt_strictness)
+    _load_model(model, loaded, request, lenient=ckpt.dist_ckpt_strictness in _LENIENT,
+                where=directory)
+    if with_optim:
+        with torch.no_grad():  # fp32 main params can be views of the model's leaf params
+            optimizer.load_state_dict(loaded["optimizer"])
+        _restore_steps(optimizer)
+        scheduler.load_state_dict(loaded["opt_param_scheduler"])
+    else:  # main (fp32) copies of the parameters must follow the loaded weights
+        optimizer.reload_model_params()
+    if resume:
+        state.train_state.load_state_dict(loaded["train_state"])
+    if with_rng:
+        _restore_rng(loaded[_RNG_KEY])
+    _say(f" loaded checkpoint {directory} (iteration {state.train_state.step})")
+    return state.train_state.step
+
+
+def load_pretrained_weights(path: str, model: list) -> str:
+    """Load only model weights (a fine-tune's start) from a save root with a tracker or from an
+    ``iter_*`` folder. Under PEFT the base weights load and the adapters stay as initialised.
+    Call before the optimizer is built (its main parameters copy the model's)."""
+    directory = _pretrained_directory(path)
+    if _info(directory).get("adapters_only"):
+        raise CheckpointError(f"{directory}: holds PEFT adapters only; pretrained_checkpoint "
+                              "needs a checkpoint of the whole base model")
+    request = _sharded_request(model, None, _sharding_metadata(None, None), adapters_only=False,
+                               loading=True, rng=False, base_only=True)
+    loaded = _load(request, directory, "assume_ok_unexpected")
+    _load_model(model, loaded, request, lenient=False, where=directory)
+    _say(f" loaded pretrained weights from {directory}")
+    return directory
+
+
+def _pretrained_directory(path: str) -> str:
+    if os.path.isfile(os.path.join(path, TRACKER)):
+        return find_checkpoint(path)
+    if _is_finished(path):
+        return path
+    what = "does not exist" if not os.path.exists(path) else (
+        f"is neither a save folder with {TRACKER} nor a finished iter_* checkpoint folder")
+    raise CheckpointError(f"{path}: {what} (checkpoint.pretrained_checkpoint)")
+
+
+def _info(directory: str) -> dict:
+    """What the checkpoint holds (mbridge's entry of its common state)."""
+    from megatron.core import dist_checkpointing
+
+    try:
+        common = dist_checkpointing.load_common_state_dict(directory)
+    except Exception as error:  # noqa: BLE001 - any unreadable file is one error naming it
+        raise CheckpointError(f"{directory}: unreadable checkpoint "
+                              f"({type(error).__name__}: {_first_line(error)})") from None
+    return common.get(_INFO) or {}
+
+
+def _content_metadata(directory: str) -> dict | None:
+    from megatron.core import dist_checkpointing
+
+    return dist_checkpointing.load_content_metadata(directory)
+
+
+def _load(request: dict, directory: str, strictness: str) -> dict:
+    """dist_checkpointing.load after checking the model tensors fit the checkpoint's."""
+    from megatron.core import dist_checkpointing
+
+    _check_fits(request, directory, strict=strictness not in _LENIENT)
+    try:
+        loaded = dist_checkpointing.load(request, directory, strict=strictness)
+    except CheckpointError:
+        raise
+    except Exception as error:  # noqa: BLE001
+        raise CheckpointError(f"{directory}: cannot load ({type(error).__name__}: "
+                              f"{_first_line(error)})") from None
+    return loaded[0] if isinstance(loaded, tuple) else loaded
+
+
+def _check_fits(request: dict, directory: str, strict: bool) -> None:
+    """The first model tensor the checkpoint lacks or holds with another shape, as one error."""
+    saved = _saved_shapes(directory)
+    for key, shape in _model_tensor_shapes(request):
+        if key not in saved:
+            if strict:
+                raise CheckpointError(f"{directory}: has no tensor {key!r} (saved from a "
+                                      "different architecture?)")
+            continue
+        if saved[key] != shape:
+            raise CheckpointError(f"{directory}: tensor {key!r} has shape {saved[key]} there "
+                                  f"but {shape} in this model (a different architecture or size)")
+
+
+def _saved_shapes(directory: str) -> dict[str, tuple[int, ...]]:
+    """Global shape of every tensor in a torch_dist checkpoint, from its DCP metadata (read
+    directly: megatron-core 0.19's load_tensors_metadata fails on torch >= 2.13)."""
+    from torch.distributed.checkpoint import FileSystemReader
+
+    try:
+        entries = FileSystemReader(directory).read_metadata().state_dict_metadata
+    except Exception as error:  # noqa: BLE001
+        raise CheckpointError(f"{directory}: unreadable checkpoint metadata "
+                              f"({type(error).__name__}: {_first_line(error)})") from None
+    return {key: tuple(entry.size) for key, entry in entries.items() if hasattr(entry, "size")}
+
+
+def _model_tensor_shapes(request: dict):
+    """(checkpoint key, global shape) of every model tensor requested, factories expanded."""
+    from megatron.core.dist_checkpointing.dict_utils import nested_values
+    from megatron.core.dist_checkpointing.mapping import ShardedTensor, ShardedTensorFactory
+
+    for name, part in request.items():
+        if not name.startswith("model"):
+            continue
+        for item in nested_values(part):
+            if isinstance(item, ShardedTensorFactory):
+                items = list(nested_values(item.build()))
+            else:
+                items = [item]
+            for tensor in items:
+                if isinstance(tensor, ShardedTensor):
+                    yield tensor.key, tuple(tensor.global_shape)
+
+
+def _load_model(model: list, loaded: dict, request: dict, lenient: bool, where: str) -> None:
+    """Copy the loaded tensors into each chunk; every requested key must have arrived."""
+    for index, chunk in enumerate(model):
+        key = _model_key(index, len(model))
+        wanted, got = set(request[key]), loaded.get(key, {})
+        lacking = sorted(wanted - set(got))
+        if lacking and not lenient:
+            raise CheckpointError(f"{where}: model tensor {lacking[0]!r} was not loaded")
+        result = _bare(chunk).load_state_dict(got, strict=False)
+        unexpected = [k for k in result.unexpected_keys if k in got]
+        if unexpected:
+            raise CheckpointError(f"{where}: {unexpected[0]!r} is not a tensor of this model")
+
+
+# ----------------------------------------------------------------------------- the state
+
+
+def _bare(chunk: torch.nn.Module) -> torch.nn.Module:
+    """The model inside megatron's DDP / Float16Module wrappers: checkpoint keys are the bare
+    model's (as in Megatron's checkpoints), and only its load_state_dict reports keys."""
+    while isinstance(getattr(chunk, "module", None), torch.nn.Module):
+        chunk = chunk.module
+    return chunk
+
+
+def _model_key(index: int, chunks: int) -> str:
+    return "model" if chunks == 1 else f"model{index}"
+
+
+def _sharded_request(model: list, optimizer, metadata: dict, *, adapters_only: bool,
+                     loading: bool, rng: bool, base_only: bool = False) -> dict:
+    """The sharded state dict to save or to load into: model chunks (adapters only, or base
+    only), the optimizer over them, and this rank's RNG streams."""
+    request = {}
+    for index, chunk in enumerate(model):
+        tensors = _bare(chunk).sharded_state_dict(metadata=metadata)
+        if adapters_only or base_only:
+            tensors = {k: v for k, v in tensors.items() if (ADAPTER_MARK in k) == adapters_only}
+        request[_model_key(index, len(model))] = tensors
+    if optimizer is not None:
+        if loading:
+            _allocate_optimizer_state(optimizer)
+        request["optimizer"] = optimizer.sharded_state_dict(request, is_loading=loading,
+                                                            metadata=metadata)
+    if rng:
+        request[_RNG_KEY] = _rng_object()
+    return request
+
+
+@torch.no_grad()
+def _allocate_optimizer_state(optimizer) -> None:
+    """megatron's distributed optimizer describes its state for loading only once torch's
+    optimizer holds one (torch's Adam, used without TE/Apex, allocates it in its first step):
+    one step with zero gradients at lr 0 changes no weight, and the load overwrites the state."""
+    for inner in getattr(optimizer, "chained_optimizers", [optimizer]):
+        torch_optimizer = inner.optimizer
+        if torch_optimizer.state:
+            continue
+        rates = [group["lr"] for group in torch_optimizer.param_groups]
+        for group in torch_optimizer.param_groups:
+            group["lr"] = 0.0
+            for param in group["params"]:
+                param.grad = torch.zeros_like(param)
+        torch_optimizer.step()
+        torch_optimizer.zero_grad(set_to_none=True)
+        for group, rate in zip(torch_optimizer.param_groups, rates):
+            group["lr"] = rate
+
+
+def _restore_steps(optimizer) -> None:
+    """Give every parameter its own Adam step counter, at the checkpoint's step. Loading into
+    torch's Adam (no TE/Apex), megatron's distributed optimizer keeps the step in param_groups,
+    shares one step tensor between all parameters (torch then increments it once per
+    parameter) and copies the pre-load step back over it; bias correction would drift."""
+    for inner in getattr(optimizer, "chained_optimizers", [optimizer]):
+        torch_optimizer = inner.optimizer
+        for group in torch_optimizer.param_groups:
+            for param in group["params"]:
+                step = torch_optimizer.state.get(param, {}).get("step")
+                if "step" in group and torch.is_tensor(step):
+                    torch_optimizer.state[param]["step"] = step.new_tensor(group["step"])
+
+
+def _sharding_metadata(ckpt, optimizer, saved: dict | None = None) -> dict:
+    """What model and optimizer sharded_state_dict() read: the distributed optimizer's layout
+    (the checkpoint's own when loading), megatron's flags, the DP group."""
+    from megatron.core import parallel_state as ps
+
+    metadata = {"singleton_local_shards": False, "chained_optim_avoid_prefix": True}
+    if saved:
+        metadata.update(saved)
+    elif getattr(getattr(optimizer, "config", None), "use_distributed_optimizer", False):
+        fully = bool(ckpt and ckpt.dist_ckpt_optim_fully_reshardable)
+        metadata["distrib_optim_sharding_type"] = (
+            "fully_reshardable" if fully else "dp_reshardable")
+    metadata["dp_cp_group"] = ps.get_data_parallel_group(with_context_parallel=True)
+    return metadata
+
+
+def _serializable(metadata: dict) -> dict:
+    return {k: v for k, v in metadata.items() if k != "dp_cp_group"}
+
+
+def _rng_object():
+    """This rank's RNG streams as its own shard, so every rank gets its own back."""
+    from megatron.core.dist_checkpointing.mapping import ShardedObject
+    from megatron.core.tensor_parallel import get_cuda_rng_tracker
+
+    streams = {"random": random.getstate(), "numpy": np.random.get_state(),
+               "torch": torch.get_rng_state(),
+               "tracker": {k: v.clone() for k, v in get_cuda_rng_tracker().get_states().items()}}
+    if torch.cuda.is_available():
+        streams["cuda"] = torch.cuda.get_rng_state()
+    return ShardedObject(_RNG_KEY, streams, (_world_size(),), (_rank(),), replica_id=0)
+
+
+def _restore_rng(streams: dict) -> None:
+    from megatron.core.tensor_parallel import get_cuda_rng_tracker
+
+    random.setstate(streams["random"])
+    np.random.set_state(streams["numpy"])
+    torch.set_rng_state(streams["torch"])
+    if "cuda" in streams and torch.cuda.is_available():
+        torch.cuda.set_rng_state(streams["cuda"])
+    get_cuda_rng_tracker().set_states(streams["tracker"])
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def _say(line: str) -> None:
+    if _rank() == 0:
+        print(line, flush=True)
+
+
+def _rank() -> int:
+    return torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+
+
+def _world_size() -> int:
+    return torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+
+
+def _barrier() -> None:
+    if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+        torch.distributed.barrier()

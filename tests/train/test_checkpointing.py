@@ -1,0 +1,420 @@
+"""Checkpoints on CPU ranks: resume is exact (1 rank, DP=2 with the distributed optimizer, TP=2,
+PP=2), an unfinished save is never loaded, most_recent_k prunes, a fine-tune starts from the
+pretrained weights (LoRA: base loaded, adapters fresh, adapter-only checkpoints that resume),
+and bad input gets one line naming the file or field.
+
+Exactness: every run is fp32 on the CPU with dropout off, and a resumed run repeats the very same
+operations in the same order on the same data, so losses and weights are compared for equality.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from multirank import run_ranks
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "models"))
+from tiny import llama_like  # noqa: E402
+
+from mbridge_train import checkpointing as ck  # noqa: E402
+
+pytestmark = pytest.mark.multiproc
+
+
+def _config(tmp=None, *, model=None, load=None, pretrained=None, peft=None, **fields):
+    """The tiny run of test_loop, 4 steps, with checkpoint fields from ``fields``."""
+    from mbridge_config import (CheckpointConfig, ConfigContainer, LoggerConfig,
+                                MockGPTDatasetConfig, OptimizerConfig, SchedulerConfig,
+                                TokenizerConfig, TrainingConfig)
+
+    train = {k: fields.pop(k) for k in ("train_iters", "exit_interval") if k in fields}
+    ckpt = dict(save=str(tmp) if tmp else None, load=load, pretrained_checkpoint=pretrained)
+    ckpt.update(fields)
+    return ConfigContainer(
+        model=model or llama_like(vocab_size=None, seq_length=32),
+        train=TrainingConfig(micro_batch_size=2, global_batch_size=4, eval_interval=None,
+                             eval_iters=0, **{"train_iters": 4, **train}),
+        optimizer=OptimizerConfig(optimizer="adam", lr=3e-3, use_distributed_optimizer=True,
+                                  clip_grad=1.0),
+        scheduler=SchedulerConfig(lr_warmup_iters=1),
+        dataset=MockGPTDatasetConfig(sequence_length=32, num_workers=0),
+        tokenizer=TokenizerConfig(tokenizer_type="NullTokenizer", vocab_size=300),
+        logger=LoggerConfig(log_interval=1),
+        checkpoint=CheckpointConfig(**ckpt), peft=peft)
+
+
+def _losses(run) -> list[float]:
+    return [h["lm loss"] for h in run.history if "lm loss" in h and "split" not in h]
+
+
+def _weights(run) -> dict:
+    return {f"{i}.{k}": v.detach().clone() for i, chunk in enumerate(run.model)
+            for k, v in chunk.state_dict().items() if torch.is_tensor(v)}
+
+
+def _pretrain(cfg):
+    from mbridge.training import pretrain
+    from mbridge.training.gpt_step import forward_step
+
+    return pretrain(cfg, forward_step)
+
+
+def _finetune(cfg):
+    from mbridge.training import finetune
+    from mbridge.training.gpt_step import forward_step
+
+    return finetune(cfg, forward_step)
+
+
+def _straight_vs_resumed(rank, world, tmp, model_fields):
+    """(losses, weights) of 4 straight steps, and of 2 steps + save + a fresh run resuming."""
+    model = lambda: llama_like(vocab_size=None, seq_length=32, **model_fields)  # noqa: E731
+    straight = _pretrain(_config(model=model()))
+    first = _pretrain(_config(tmp, model=model(), exit_interval=2))
+    resumed = _pretrain(_config(tmp, model=model(), load=str(tmp)))
+    return dict(straight=(_losses(straight), _weights(straight)),
+                resumed=(_losses(first) + _losses(resumed), _weights(resumed)),
+                steps=(first.state.train_state.step, resumed.state.train_state.step))
+
+
+def _assert_same(result):
+    """Equal losses (reported on the last pipeline stage only) and equal weights."""
+    (losses, weights), (resumed_losses, resumed_weights) = result["straight"], result["resumed"]
+    assert result["steps"] == (2, 4)
+    assert len(losses) in (0, 4) and resumed_losses == losses
+    assert weights.keys() == resumed_weights.keys()
+    for key in weights:
+        assert torch.equal(weights[key], resumed_weights[key]), key
+
+
+def test_resume_is_exact_on_one_rank(tmp_path):
+    (result,) = run_ranks(_straight_vs_resumed, 1, tmp_path, {})
+    _assert_same(result)
+    assert ck.read_tracker(str(tmp_path)) == 4
+    assert ck.saved_iterations(str(tmp_path)) == [2, 4]
+    assert (tmp_path / "iter_0000002" / ck.CONFIG_FILE).is_file()
+
+
+@pytest.mark.parametrize("layout", [{}, {"tensor_model_parallel_size": 2},
+                                    {"pipeline_model_parallel_size": 2}],
+                         ids=["dp2", "tp2", "pp2"])
+def test_resume_is_exact_on_two_ranks(tmp_path, layout):
+    results = run_ranks(_straight_vs_resumed, 2, tmp_path, layout)
+    for result in results:
+        _assert_same(result)
+    assert len(results[-1]["straight"][0]) == 4  # the last rank holds the last stage
+
+
+# ----------------------------------------------------------------------------- RNG, save_optim
+
+
+def _draws() -> list:
+    import random
+
+    import numpy as np
+    from megatron.core.tensor_parallel import get_cuda_rng_tracker
+
+    with get_cuda_rng_tracker().fork():
+        tracked = torch.rand(2).tolist()
+    return [random.random(), float(np.random.random()), torch.rand(2).tolist(), tracked]
+
+
+def _rng_and_optional_parts(rank, world, tmp):
+    """Rank-specific RNG streams survive save + load (and stay untouched with load_rng=False);
+    save_optim/save_rng=False checkpoints hold neither and still load."""
+    import random
+
+    import numpy as np
+
+    from mbridge_train.gpt_step import forward_step
+    from mbridge_train.training import setup, teardown, train
+
+    run = train(setup(_config(tmp / "full", load=str(tmp / "full"), exit_interval=1)),
+                forward_step)  # one step, so the optimizer has state to save
+    ckpt, args = run.state.cfg.checkpoint, (run.state, run.model, run.optimizer, run.scheduler)
+    random.seed(rank), np.random.seed(10 + rank), torch.manual_seed(20 + rank)
+    ck.save_checkpoint(*args)
+    expected = _draws()
+    scrambled = lambda: (random.seed(99), np.random.seed(99), torch.manual_seed(99))  # noqa: E731
+    scrambled()
+    ck.load_checkpoint(*args)
+    restored = _draws()
+    ckpt.load_rng = False
+    scrambled()
+    ck.load_checkpoint(*args)
+    untouched = _draws()
+    scrambled()
+    control = _draws()
+
+    ckpt.save, ckpt.load, ckpt.save_optim, ckpt.save_rng = (str(tmp / "lean"),) * 2 + (False,) * 2
+    ckpt.load_rng = True
+    ck.save_checkpoint(*args)
+    lean_keys = sorted(ck._saved_shapes(ck.iteration_dir(ckpt.save, 1)))
+    ck.load_checkpoint(*args)
+    teardown()
+    return dict(expected=expected, restored=restored, untouched=untouched, control=control,
+                lean_keys=lean_keys)
+
+
+def test_rng_streams_of_every_rank_are_restored_and_optional_parts_honoured(tmp_path):
+    results = run_ranks(_rng_and_optional_parts, 2, tmp_path)
+    assert results[0]["expected"] != results[1]["expected"]  # the ranks' streams differ
+    for result in results:
+        assert result["restored"] == result["expected"]
+        # load_rng=False: the (scrambled) streams stay as they were; the tracker, which the
+        # scrambling does not reset, just continues
+        assert result["untouched"][:3] == result["control"][:3] != result["expected"][:3]
+        keys = result["lean_keys"]
+        assert keys and not any(k.startswith(("optimizer.", ck._RNG_KEY)) for k in keys)
+    full = ck._saved_shapes(ck.iteration_dir(str(tmp_path / "full"), 1))
+    assert any(k.startswith("optimizer.") for k in full)
+
+
+# ----------------------------------------------------------------------------- unfinished saves
+
+
+def _interrupted_then_resumed(rank, world, tmp):
+    """A save that dies after its shards are written (before the tracker) is never loaded."""
+    write_tracker = ck.write_tracker
+
+    def dies_at_4(root, iteration):
+        if iteration == 4:
+            raise RuntimeError("killed before the tracker")
+        write_tracker(root, iteration)
+
+    ck.write_tracker = dies_at_4
+    try:
+        _pretrain(_config(tmp, save_interval=2))
+    except RuntimeError as error:
+        assert "killed before the tracker" in str(error)
+    finally:
+        ck.write_tracker = write_tracker
+    left = dict(tracked=ck.read_tracker(str(tmp)), folders=ck.saved_iterations(str(tmp)),
+                shards_written=ck._is_finished(ck.iteration_dir(str(tmp), 4)))
+    resumed = _pretrain(_config(tmp, load=str(tmp), save_interval=2))
+    return left, [h["step"] for h in resumed.history if "lm loss" in h], ck.read_tracker(str(tmp))
+
+
+def test_an_unfinished_save_is_never_loaded(tmp_path):
+    ((left, steps, tracked),) = run_ranks(_interrupted_then_resumed, 1, tmp_path)
+    assert left == dict(tracked=2, folders=[2, 4], shards_written=True)
+    assert steps == [3, 4]  # resumed from iteration 2, not from the unfinished 4
+    assert tracked == 4 and (tmp_path / "iter_0000004" / ck.CONFIG_FILE).is_file()
+
+
+def _keep_two(rank, world, tmp):
+    _pretrain(_config(tmp, save_interval=1, most_recent_k=2, train_iters=5))
+    return ck.saved_iterations(str(tmp)), ck.read_tracker(str(tmp))
+
+
+def test_most_recent_k_keeps_exactly_k(tmp_path):
+    ((folders, tracked),) = run_ranks(_keep_two, 1, tmp_path)
+    assert folders == [4, 5] and tracked == 5
+
+
+@given(st.sets(st.integers(0, 60), min_size=1), st.data(), st.integers(1, 8))
+def test_expired_keeps_the_k_newest_finished(iterations, data, keep):
+    tracked = data.draw(st.sampled_from(sorted(iterations)))
+    gone = ck.expired(sorted(iterations), tracked, keep)
+    finished = sorted(i for i in iterations if i <= tracked)
+    assert sorted(set(finished) - set(gone)) == finished[-keep:]
+    assert tracked not in gone and all(i <= tracked for i in gone)
+    assert ck.expired(sorted(iterations), tracked, -1) == []
+
+
+@given(st.integers(0, 10**9))
+def test_tracker_round_trip(iteration):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as root:
+        ck.write_tracker(root, iteration)
+        assert ck.read_tracker(root) == iteration
+        assert os.listdir(root) == [ck.TRACKER]  # no temporary file left behind
+
+
+@given(st.text(min_size=1).filter(lambda t: not t.strip().isdigit()))
+def test_a_corrupt_tracker_is_named(text):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as root:
+        path = os.path.join(root, ck.TRACKER)
+        with open(path, "w", encoding="utf-8", errors="surrogatepass") as f:
+            f.write(text)
+        with pytest.raises(ck.CheckpointError, match="corrupt tracker") as error:
+            ck.read_tracker(root)
+        assert str(error.value).startswith(path) and "\n" not in str(error.value)
+
+
+# ----------------------------------------------------------------------------- fine-tuning
+
+
+def _logits(run) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(7)
+    tokens = torch.randint(0, 256, (2, 32), generator=generator)
+    positions = torch.arange(32).expand(2, -1)
+    chunk = run.model[0]
+    chunk.eval()
+    with torch.no_grad():
+        out = chunk(tokens, positions, None)
+    chunk.train()
+    return out.detach().clone()
+
+
+def _finetune_starts_from_pretrained(rank, world, tmp):
+    from mbridge_train.training import setup, teardown
+
+    saved = _pretrain(_config(tmp / "base", train_iters=2))
+    expected = _logits(saved)
+    results = {}
+    for name, path in [("root", tmp / "base"), ("iter", tmp / "base" / "iter_0000002")]:
+        run = setup(_config(pretrained=str(path)), training_mode="finetune")
+        results[name] = torch.equal(_logits(run), expected)
+        teardown()
+    fresh = setup(_config(), training_mode="finetune")  # the control: no pretrained weights
+    results["fresh_differs"] = not torch.equal(_logits(fresh), expected)
+    teardown()
+    return results
+
+
+def test_finetune_starts_from_the_pretrained_weights(tmp_path):
+    ((results,),) = [run_ranks(_finetune_starts_from_pretrained, 1, tmp_path)]
+    assert results == {"root": True, "iter": True, "fresh_differs": True}
+
+
+def _lora():
+    from mbridge.peft import LoRA
+
+    return LoRA(dim=4, alpha=8)
+
+
+def _lora_finetune(rank, world, tmp):
+    """A LoRA fine-tune from a pretrained checkpoint: what it starts from, what it saves, and
+    4 straight steps against 2 + save + resume."""
+    from mbridge_train.training import setup, teardown
+
+    base = _pretrain(_config(tmp / "base", train_iters=2))
+    base_state = _weights(base)
+    expected = _logits(base)
+    pretrained = str(tmp / "base")
+
+    run = setup(_config(pretrained=pretrained, peft=_lora()), training_mode="finetune")
+    state = _weights(run)
+    start = dict(
+        base_equal=all(torch.equal(state[k], v) for k, v in base_state.items()),
+        adapters=sorted(k for k in state if ck.ADAPTER_MARK in k),
+        b_zero=all(not v.any() for k, v in state.items() if "adapter.linear_out" in k),
+        a_random=all(v.std() > 0 for k, v in state.items() if "adapter.linear_in" in k),
+        logits_equal=torch.equal(_logits(run), expected))
+    trainable = sum(p.numel() for p in run.model[0].parameters() if p.requires_grad)
+    teardown()
+
+    straight = _finetune(_config(pretrained=pretrained, peft=_lora()))
+    first = _finetune(_config(tmp / "lora", pretrained=pretrained, peft=_lora(), exit_interval=2))
+    resumed = _finetune(_config(tmp / "lora", load=str(tmp / "lora"), pretrained=pretrained,
+                                peft=_lora()))
+    saved = ck._saved_shapes(str(tmp / "lora" / "iter_0000002"))
+    return dict(start=start, trainable=trainable, saved=saved,
+                straight=(_losses(straight), _weights(straight)),
+                resumed=(_losses(first) + _losses(resumed), _weights(resumed)),
+                steps=(first.state.train_state.step, resumed.state.train_state.step))
+
+
+def test_lora_finetune_loads_the_base_saves_adapters_only_and_resumes_exactly(tmp_path):
+    import math
+
+    ((result,),) = [run_ranks(_lora_finetune, 1, tmp_path)]
+    start = result["start"]
+    assert start["adapters"] and start["base_equal"] and start["logits_equal"]
+    assert start["b_zero"] and start["a_random"]  # LoRA's own initialisation, not loaded
+    saved, trainable = result["saved"], result["trainable"]
+    model_keys = [k for k in saved if not k.startswith("optimizer.")]
+    assert model_keys and all(ck.ADAPTER_MARK in k for k in model_keys)
+    assert sum(math.prod(saved[k]) for k in model_keys) == trainable
+    # The distributed optimizer adds its param, exp_avg and exp_avg_sq buckets, which on one
+    # rank cover exactly the adapters: 4 copies of the trainable parameters, nothing else.
+    total = sum(math.prod(shape) for shape in saved.values())
+    assert total == 4 * trainable
+    _assert_same(result)
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def _bad_inputs(rank, world, tmp):
+    """Each bad case through setup(): (error type, message, raised by mbridge itself, chained)."""
+    import traceback
+
+    from mbridge_train.training import setup, teardown
+
+    good = tmp / "good"
+    _pretrain(_config(good, train_iters=2))
+    (tmp / "empty").mkdir()
+    for name, text in [("dangling", "7\n"), ("corrupt", "seven\n")]:
+        (tmp / name).mkdir()
+        (tmp / name / ck.TRACKER).write_text(text)
+    wider = llama_like(vocab_size=None, seq_length=32, ffn_hidden_size=128)
+    cases = {
+        "missing": dict(load=str(tmp / "nowhere"), exit_on_missing_checkpoint=True),
+        "empty": dict(load=str(tmp / "empty"), exit_on_missing_checkpoint=True),
+        "dangling": dict(load=str(tmp / "dangling")),
+        "corrupt": dict(load=str(tmp / "corrupt")),
+        "architecture": dict(load=str(good), model=wider),
+        "ckpt_step": dict(load=str(good), ckpt_step=5),
+        "async": dict(async_save=True),
+        "format": dict(ckpt_format="torch"),
+        "local": dict(non_persistent_ckpt_type="local"),
+        "pretrained": dict(pretrained=str(tmp / "nothing_here")),
+        "peft_full": dict(load=str(good), pretrained=str(good), peft=_lora()),
+        "fresh_start": dict(load=str(tmp / "nowhere")),  # the control: no error, step 0
+    }
+    results = {}
+    for name, fields in cases.items():
+        try:
+            run = setup(_config(**fields), training_mode="finetune")
+            results[name] = ("ok", run.state.train_state.step, True, False)
+        except Exception as error:  # noqa: BLE001
+            origin = traceback.extract_tb(error.__traceback__)[-1].filename
+            chained = error.__cause__ is not None or (
+                error.__context__ is not None and not error.__suppress_context__)
+            results[name] = (type(error).__name__, str(error),
+                             origin.endswith(("checkpointing.py", "errors.py")), chained)
+        teardown()
+    return results
+
+
+def test_bad_input_gets_one_line_naming_the_file_or_field(tmp_path):
+    ((results,),) = [run_ranks(_bad_inputs, 1, tmp_path)]
+    good_iter = str(tmp_path / "good" / "iter_0000002")
+    expected = {
+        "missing": ("CheckpointError", [str(tmp_path / "nowhere"), "does not exist",
+                                        "exit_on_missing_checkpoint"]),
+        "empty": ("CheckpointError", [str(tmp_path / "empty"), ck.TRACKER]),
+        "dangling": ("CheckpointError", [str(tmp_path / "dangling" / "iter_0000007"),
+                                         "is missing", str(tmp_path / "dangling" / ck.TRACKER)]),
+        "corrupt": ("CheckpointError", [str(tmp_path / "corrupt" / ck.TRACKER),
+                                        "corrupt tracker", "'seven'"]),
+        "architecture": ("CheckpointError", [good_iter, "linear_fc1.weight", "(2, 192, 64)",
+                                             "(2, 256, 64)", "different architecture"]),
+        "ckpt_step": ("CheckpointError", [str(tmp_path / "good" / "iter_0000005"),
+                                          "checkpoint.ckpt_step=5"]),
+        "async": ("ConfigError", ["checkpoint.async_save: True is not supported"]),
+        "format": ("ConfigError", ["checkpoint.ckpt_format: 'torch' is not supported"]),
+        "local": ("ConfigError", ["checkpoint.non_persistent_ckpt_type: 'local'"]),
+        "pretrained": ("CheckpointError", [str(tmp_path / "nothing_here"),
+                                           "checkpoint.pretrained_checkpoint"]),
+        "peft_full": ("CheckpointError", [good_iter, "holds a full model", "cfg.peft"]),
+    }
+    assert results.pop("fresh_start") == ("ok", 0, True, False)
+    assert results.keys() == expected.keys()
+    for name, (kind, parts) in expected.items():
+        got_kind, message, ours, chained = results[name]
+        assert (got_kind, "\n" in message, ours, chained) == (kind, False, True, False), \
+            (name, results[name])
+        for part in parts:
+            assert part in message, (name, part, message)
