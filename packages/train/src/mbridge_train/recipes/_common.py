@@ -340,7 +340,10 @@ def build_finetune(settings: dict, a: dict) -> ConfigContainer:
         dataset=FinetuningDatasetConfig(
             dataset_root=a["dataset_root"], seq_length=seq_length, seed=5678,
             packed_sequence_specs=specs, dataloader_type="single", num_workers=1,
-            do_validation=True, do_test=True),
+            do_validation=True, do_test=True,
+            # pipeline stages exchange fixed-shape activations: pad every sample to seq_length
+            dataset_kwargs={"pad_to_max_length": True}
+            if a["pipeline_model_parallel_size"] > 1 and not packed else None),
         tokenizer=_tokenizer(a["tokenizer_model"] or getattr(model, "hf_model_id", None), model),
         checkpoint=CheckpointConfig(
             save=ckpt_dir, load=ckpt_dir, save_interval=a["save_interval"] if ckpt_dir else None,
