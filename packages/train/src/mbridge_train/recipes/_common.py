@@ -279,7 +279,7 @@ def build_pretrain(settings: dict, a: dict) -> ConfigContainer:
             train_iters=a["train_iters"], global_batch_size=a["global_batch_size"],
             micro_batch_size=a["micro_batch_size"], eval_interval=a["eval_interval"],
             eval_iters=a["eval_iters"], manual_gc=True, manual_gc_interval=100,
-            manual_gc_eval=100),
+            manual_gc_eval=True),
         optimizer=optimizer,
         scheduler=scheduler,
         ddp=DistributedDataParallelConfig(
@@ -332,7 +332,7 @@ def build_finetune(settings: dict, a: dict) -> ConfigContainer:
             train_iters=a["train_iters"], global_batch_size=gbs,
             micro_batch_size=a["micro_batch_size"], eval_interval=a["eval_interval"],
             eval_iters=a["eval_iters"], manual_gc=True, manual_gc_interval=100,
-            manual_gc_eval=100),
+            manual_gc_eval=True),
         optimizer=optimizer,
         scheduler=scheduler,
         ddp=DistributedDataParallelConfig(check_for_nan_in_grad=True, grad_reduce_in_fp32=True,

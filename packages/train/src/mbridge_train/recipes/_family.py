@@ -1,5 +1,6 @@
-"""Family packages also answer the newer Megatron Bridge names: ``llama.llama3_8b_pretrain_config``
-is ``llama.llama3_8b.pretrain_config`` (loaded on first use; this module imports nothing heavy)."""
+"""Family packages load their model modules on first attribute use (``recipes.llama.llama3_8b``)
+and answer the newer Megatron Bridge names too: ``llama.llama3_8b_pretrain_config`` is
+``llama.llama3_8b.pretrain_config``. This module imports nothing heavy."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ def family_attributes(package: str, path: list[str]):
         return sorted(p.stem for p in folder.glob("*.py") if not p.name.startswith("_"))
 
     def __getattr__(name: str):
+        if not name.startswith("_") and (folder / f"{name}.py").is_file():
+            return importlib.import_module(f"{package}.{name}")  # a model module, on first use
         for kind in KINDS:
             model = name.removesuffix("_" + kind)
             if model != name and (folder / f"{model}.py").is_file():

@@ -39,7 +39,7 @@ def set_pipeline_layout(cfg) -> None:
 _PRECISION = MixedPrecisionConfig(bf16=True, params_dtype=torch.bfloat16,
                                   pipeline_dtype=torch.bfloat16, grad_reduce_in_fp32=False)
 _EXTRA = {"model.recompute_granularity": "selective", "ddp.grad_reduce_in_fp32": False,
-          "train.manual_gc_interval": 5, "train.manual_gc_eval": 5}
+          "train.manual_gc_interval": 5, "train.manual_gc_eval": True}
 _LORA_TARGETS = ["linear_q_down_proj", "linear_q_up_proj", "linear_kv_down_proj",
                  "linear_kv_up_proj", "linear_proj"]
 _PARALLEL = dict(tensor_model_parallel_size=2, pipeline_model_parallel_size=16,
