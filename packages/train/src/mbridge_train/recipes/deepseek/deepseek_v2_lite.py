@@ -6,7 +6,7 @@ from mbridge_models.presets import DeepSeekV2LiteModelProvider
 from mbridge_train.recipes._common import finetune_recipe, pretrain_recipe
 
 _RECOMPUTE = {"model.recompute_granularity": "full", "model.recompute_method": "uniform",
-              "model.recompute_num_layers": 1}
+              "model.recompute_num_layers": 1, "model.moe_router_dtype": "fp32"}
 # Full-rank queries (q_lora_rank=None): MLA's projections are q_proj, kv_down_proj, kv_up_proj.
 _LORA_TARGETS = ["linear_q_proj", "linear_kv_down_proj", "linear_kv_up_proj", "linear_proj",
                  "linear_fc1", "linear_fc2"]

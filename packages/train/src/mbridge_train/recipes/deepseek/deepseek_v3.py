@@ -38,7 +38,8 @@ def set_pipeline_layout(cfg) -> None:
 # bf16 gradients are reduced in bf16: at this scale fp32 buckets cost more than they save.
 _PRECISION = MixedPrecisionConfig(bf16=True, params_dtype=torch.bfloat16,
                                   pipeline_dtype=torch.bfloat16, grad_reduce_in_fp32=False)
-_EXTRA = {"model.recompute_granularity": "selective", "ddp.grad_reduce_in_fp32": False,
+_EXTRA = {"model.recompute_granularity": "selective", "model.moe_router_dtype": "fp32",
+          "ddp.grad_reduce_in_fp32": False,
           "train.manual_gc_interval": 5, "train.manual_gc_eval": True}
 _LORA_TARGETS = ["linear_q_down_proj", "linear_q_up_proj", "linear_kv_down_proj",
                  "linear_kv_up_proj", "linear_proj"]

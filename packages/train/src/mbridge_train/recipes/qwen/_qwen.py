@@ -9,3 +9,5 @@ PIPELINE = dict(pipeline_dtype=torch.bfloat16)
 RECOMPUTE = {"model.recompute_granularity": "full", "model.recompute_method": "uniform",
              "model.recompute_num_layers": 1}
 """Full activation recomputation, one layer at a time: what the 32B+ and MoE recipes need to fit."""
+FP32_ROUTER = {"model.moe_router_dtype": "fp32"}
+"""Router logits and top-k in fp32: with 128 experts bf16 ties and rounding skew the routing."""
