@@ -4,8 +4,8 @@
     mbridge finetune tiny.gpt_tiny -a dataset_root=sft/ -a peft=null --dry-run
     torchrun --nproc_per_node=8 -m mbridge.cli pretrain llama.llama3_8b
 
-Everything the argument parser and the recipe lookup need is the standard library (plus PyYAML
-for ``-a`` values): a misspelt recipe or flag is answered before torch and megatron-core load.
+Everything the argument parser and the recipe lookup need is the standard library: a misspelt
+recipe or flag is answered before torch and megatron-core load.
 Usage errors (unknown recipe, bad override, bad recipe argument, invalid config) exit with 2
 and one message naming the recipe, key or field; no traceback.
 """
@@ -94,17 +94,13 @@ def _lookup(name: str, kind: str):
 
 
 def _parse_recipe_args(items: list[str]) -> dict:
-    import yaml
-
+    """{name: raw text}; the values are read (as YAML) once mbridge-config is loaded."""
     parsed = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key.isidentifier():
             raise UsageError(f"-a {item!r}: expected NAME=VALUE with NAME a recipe argument")
-        try:
-            parsed[key] = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            parsed[key] = raw
+        parsed[key] = raw
     return parsed
 
 
@@ -115,6 +111,7 @@ def _build(recipe, recipe_args: dict, config_file: str | None):
 
     from mbridge_config import ConfigContainer
     from mbridge_config.errors import ConfigError
+    from mbridge_config.overrides import parse_override
     from mbridge_config.serialization import from_dict
 
     if config_file:
@@ -125,7 +122,8 @@ def _build(recipe, recipe_args: dict, config_file: str | None):
 
     parameters = inspect.signature(function).parameters
     typed = {}
-    for key, value in recipe_args.items():
+    for key, raw in recipe_args.items():
+        _, value, _ = parse_override(f"{key}={raw}")  # YAML, as for config overrides
         name = FINETUNE_ALIASES.get(key, key) if key not in parameters else key
         annotation = parameters[name].annotation if name in parameters else inspect.Parameter.empty
         if annotation is inspect.Parameter.empty:
@@ -158,11 +156,10 @@ def _dry_run(cfg, world_size: int, rank: int) -> int:
 
 
 def _train(cfg, kind: str, rank: int, world_size: int) -> int:
-    import torch
-
     from mbridge_config.errors import ConfigError
     from mbridge_data.errors import DataError
     from mbridge_train import finetune, pretrain
+    from mbridge_train.distributed import destroy_process_group
     from mbridge_train.gpt_step import forward_step
 
     entry = pretrain if kind == "pretrain" else finetune
@@ -174,8 +171,7 @@ def _train(cfg, kind: str, rank: int, world_size: int) -> int:
         _error(kind, str(error))
         return 1
     finally:
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+        destroy_process_group()
     losses = [h["lm loss"] for h in run.history if "split" not in h and "lm loss" in h]
     if rank == world_size - 1 and losses:  # the last rank holds the last pipeline stage
         trend = "decreasing" if losses[-1] < losses[0] else "not decreasing"

@@ -165,8 +165,13 @@ def test_tiny_pretrain_through_the_cli_trains_and_loss_decreases(tmp_path):
 @pytest.mark.slow
 @pytest.mark.multiproc
 def test_tiny_pretrain_under_torchrun_on_two_ranks(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # torchrun's --master_port=0 does not pick a port: it hangs
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                "--master_port=0"]
+                f"--master_port={port}"]
     done = subprocess.run(
         [*torchrun, "-m", "mbridge.cli", "pretrain", "tiny.gpt_tiny", "train.train_iters=8",
          "train.eval_interval=null", "train.eval_iters=1"],
