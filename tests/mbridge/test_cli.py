@@ -153,8 +153,7 @@ def test_tiny_pretrain_through_the_cli_trains_and_loss_decreases(tmp_path):
          "train.eval_interval=null", "train.eval_iters=1"],
         capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    steps = [line for line in done.stdout.splitlines() if line.startswith(" iteration")]
-    assert len(steps) == 12
+    assert done.stdout.count("lm loss") >= 12  # the loop's per-step lines (format not pinned)
     summary = done.stdout.strip().splitlines()[-1]
     assert "12 logged steps over 1 rank(s)" in summary and "(decreasing)" in summary, summary
     first, last = (float(x) for x in summary.split("lm loss ")[1].split(" (")[0].split(" -> "))
@@ -190,3 +189,22 @@ def test_tiny_full_finetune_through_the_cli_on_the_instruction_set(tmp_path):
         capture_output=True, text=True, cwd=tmp_path, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "10 logged steps" in done.stdout and "(decreasing)" in done.stdout
+
+
+@pytest.mark.slow
+def test_tiny_lora_finetune_from_a_tiny_pretraining_checkpoint(tmp_path):
+    """Pretrain with dir= (saves a checkpoint), then LoRA on the instruction set from it."""
+    pytest.importorskip("mbridge_train.checkpointing", reason="checkpointing not merged yet")
+    cli = [sys.executable, "-m", "mbridge.cli"]
+    subprocess.run([*cli, "data", "instructions", str(tmp_path / "sft")], check=True,
+                   capture_output=True)
+    pretrained = subprocess.run([*cli, "pretrain", "tiny.gpt_tiny", "-a", f"dir={tmp_path}",
+                                 "-a", "name=base"], capture_output=True, text=True, timeout=900)
+    assert pretrained.returncode == 0, pretrained.stderr[-3000:]
+    done = subprocess.run(
+        [*cli, "finetune", "tiny.gpt_tiny", "-a", f"dataset_root={tmp_path / 'sft'}",
+         "-a", f"pretrained_checkpoint={tmp_path / 'base' / 'checkpoints'}",
+         "-a", f"dir={tmp_path}", "-a", "name=lora"],
+        capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "(decreasing)" in done.stdout
