@@ -113,8 +113,11 @@ def _dp(world, cfg):
 # Breakers that invalidate *any* valid container: (field the error must name, mutation).
 RANDOM_BREAKERS = {
     "train.micro_batch_size": lambda w, c: setattr(c.train, "micro_batch_size", 0),
+    # Not a multiple of micro x DP when that is > 1; every size is a multiple of 1, so then 0.
     "train.global_batch_size": lambda w, c: setattr(
-        c.train, "global_batch_size", c.train.micro_batch_size * _dp(w, c) * 3 + 1),
+        c.train, "global_batch_size",
+        (c.train.micro_batch_size * _dp(w, c) * 3 + 1) if c.train.micro_batch_size * _dp(w, c) > 1
+        else 0),
     "train.train_iters": lambda w, c: setattr(c.train, "train_iters", None),
     "logger.log_interval": lambda w, c: setattr(c.logger, "log_interval", 0),
     "checkpoint.most_recent_k": lambda w, c: setattr(c.checkpoint, "most_recent_k", 0),
@@ -123,9 +126,9 @@ RANDOM_BREAKERS = {
     "checkpoint.pretrained_checkpoint": lambda w, c: (
         setattr(c, "peft", __import__("fake_provider").FakePEFT()),
         setattr(c.checkpoint, "pretrained_checkpoint", None)),
+    # An explicit decay length, so the breaker holds whatever train_iters is (None included).
     "scheduler.lr_warmup_iters": lambda w, c: (
-        setattr(c.scheduler, "lr_decay_iters", None),
-        setattr(c.scheduler, "lr_warmup_iters", c.train.train_iters + 1)),
+        setattr(c.scheduler, "lr_decay_iters", 5), setattr(c.scheduler, "lr_warmup_iters", 6)),
     "model": lambda w, c: setattr(c.model, "pipeline_model_parallel_size", 8 * w + 3),
     "mixed_precision": lambda w, c: setattr(c, "mixed_precision", "bf16_mixed_please"),
     "profiling.profile_ranks": lambda w, c: setattr(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,19 @@ def test_instruction_set_is_deterministic_disjoint_and_correct(tmp_path):
     for record in (r for records in data.values() for r in records):
         assert record["output"] == solve(record["input"])
     assert instructions.generate(seed=1) != data
+    for split, records in data.items():  # every task in every split, evenly where it can be
+        counts = Counter(r["task"] for r in records)
+        assert set(counts) == set(instructions.TASKS)
+        if split != "training":
+            assert set(counts.values()) == {len(records) // len(instructions.TASKS)}
+
+
+def test_accuracy_by_task():
+    records = [{"input": "a", "output": "1", "task": "x"}, {"input": "b", "output": "2",
+                                                            "task": "y"},
+               {"input": "c", "output": "3", "task": "y"}]
+    assert instructions.accuracy_by_task(["1", "2", "0"], records) == {
+        "all": 2 / 3, "x": 1.0, "y": 0.5}
 
 
 def solve(prompt: str) -> str:
@@ -60,6 +74,10 @@ def solve(prompt: str) -> str:
         return str(len(m[1]))
     if m := re.fullmatch(r"What number comes after (\d+)\?", prompt):
         return str(int(m[1]) + 1)
+    if m := re.fullmatch(r"Repeat '(\w+ \w+)'\.", prompt):
+        return m[1]
+    if m := re.fullmatch(r"What is the (first|last) word in '(\w+) \w+ (\w+)'\?", prompt):
+        return m[2] if m[1] == "first" else m[3]
     raise AssertionError(prompt)
 
 

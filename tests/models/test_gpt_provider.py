@@ -236,3 +236,20 @@ def test_zero_centered_gamma_norm_stores_gamma_minus_one(normalization):
         plain.weight.copy_(norm.weight + 1)
     x = torch.randn(3, 8)
     torch.testing.assert_close(norm(x), plain(x))
+
+
+def _tokens_only_call(rank, world_size):
+    torch.manual_seed(0)
+    model = built(llama_like(position_embedding_type="learned_absolute"))
+    tokens, _, positions = batch()
+    full = model(tokens, positions, None)
+    short = model(tokens)
+    masked = model(tokens, attention_mask=None)
+    teardown()
+    return full, short, masked
+
+
+def test_the_model_takes_tokens_alone():
+    """Bridge-style forward steps call ``model(tokens)``: positions default to 0..s-1."""
+    ((full, short, masked),) = run_ranks(_tokens_only_call, 1)
+    assert torch.equal(full, short) and torch.equal(full, masked)

@@ -83,3 +83,54 @@ def test_forward_step_forms():
     with pytest.raises(TypeError, match="forward_step_func must take"):
         bind_state(lambda x: x, "S")
 
+
+
+def test_every_loss_pattern_becomes_a_schedule_form():
+    from mbridge_train.forward_contract import schedule_loss
+
+    loss = torch.tensor(6.0, requires_grad=True)
+    tokens = torch.tensor(3)
+    single = schedule_loss(loss)
+    assert single[0] is loss and reduce_reported([single[1]])["loss"] == 6.0
+    pair = schedule_loss((loss, {"x": torch.tensor(1.0)}))
+    assert pair[0] is loss and set(pair[1]) == {"x"}
+    token_aware = schedule_loss((loss, tokens))
+    assert token_aware[0] is loss and int(token_aware[1]) == 3
+    assert reduce_reported([token_aware[2]])["loss"] == 2.0
+    as_is = (loss, tokens, {"y": torch.tensor([1.0, 1.0])})
+    assert schedule_loss(as_is) == as_is
+
+
+def test_dict_pattern_trains_on_loss_and_reports_value_over_count():
+    """The spec's loss-reduction example: {key: cat([value, count])} per micro-batch."""
+    from mbridge_train.forward_contract import schedule_loss
+
+    value = torch.tensor(12.0, requires_grad=True)
+    count = torch.tensor(4)
+    metric = torch.tensor(2.0)
+    reported = schedule_loss({"loss": torch.cat([value.view(1), count.view(1)]),
+                              "custom_metric": torch.cat([metric.view(1), count.view(1)])})
+    trained, num_tokens, report = reported
+    trained.backward()
+    assert value.grad.item() == 1.0 and int(num_tokens) == 4
+    second = schedule_loss({"loss": [torch.tensor(8.0), 4], "custom_metric": [6.0, 4]})[2]
+    out = reduce_reported([report, second])
+    assert out["loss"] == pytest.approx(20.0 / 8) and out["custom_metric"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="'loss' must be \\[value, count\\]"):
+        schedule_loss({"loss": torch.zeros(3)})
+    with pytest.raises(TypeError, match="a loss function returns"):
+        schedule_loss("nope")
+
+
+def test_schedule_step_normalises_the_returned_loss_function():
+    from mbridge_train.forward_contract import schedule_step
+
+    def step(state, data_iterator, model):
+        def loss_func(output, non_loss_data=False):
+            return {"raw": output} if non_loss_data else (output.sum(), output.numel())
+        return state * next(data_iterator), loss_func
+
+    output, loss_func = schedule_step(step, torch.tensor([1.0, 2.0]))(iter([2.0]), None)
+    loss, tokens, report = loss_func(output)
+    assert loss.item() == 6.0 and int(tokens) == 2 and reduce_reported([report])["loss"] == 3.0
+    assert loss_func(output, non_loss_data=True)["raw"] is output

@@ -42,7 +42,10 @@ class GPTDatasetConfig(DataloaderConfig):
     reset_position_ids: bool = False
     reset_attention_mask: bool = False
     eod_mask_loss: bool = False
-    create_attention_mask: bool = True
+    create_attention_mask: bool = False
+    """Build a [1, s, s] mask per sample. Only needed with ``reset_attention_mask`` (masking
+    across documents); a plain causal mask is what the model applies anyway, and passing one
+    keeps SDPA off its fastest (flash) kernels."""
     path_to_cache: str | None = None
     """Where index files (shuffle, sample, document indices) are cached and reused."""
     mmap_bin_files: bool = True
@@ -80,6 +83,9 @@ class FinetuningDatasetConfig(DataloaderConfig):
 
     dataset_root: str | None = None
     seq_length: int
+    dataloader_type: Literal["single", "cyclic", "external"] | None = "cyclic"
+    """cyclic (default here): a fine-tune runs for train_iters over as many reshuffled epochs of
+    the training split as that takes; single: one ordered pass, which must be long enough."""
     seed: int = 1234
     memmap_workers: int = 1
     max_train_samples: int | None = None

@@ -61,10 +61,13 @@ class ProfilingConfig(_ProfilingConfig):
 
 @dataclass(kw_only=True)
 class DistributedInitConfig(_DistributedInitConfig):
-    """Process-group initialisation. Adds ``lazy_init`` from Megatron Bridge's strategy table
-    (NeMo 2.0's ``strategy.lazy_init``): defer model-parallel initialisation to the caller."""
+    """Process-group initialisation. Adds from Megatron Bridge ``lazy_init`` (NeMo 2.0's
+    ``strategy.lazy_init``: defer model-parallel initialisation to the caller) and
+    ``enable_megatron_core_experimental`` (NeMo 2.0's MegatronEnableExperimentalCallback)."""
 
     lazy_init: bool = False
+    enable_megatron_core_experimental: bool = False
+    """Turn on megatron-core's experimental features (``megatron.core.config``'s flag) at setup."""
 
 
 @dataclass(kw_only=True)

@@ -87,7 +87,7 @@ class GPTModelProvider(ModelProviderMixin, TransformerConfig):
     def provide(self, pre_process: bool | None = None, post_process: bool | None = None,
                 vp_stage: int | None = None):
         """Build this rank's GPTModel (its pipeline stage / virtual stage ``vp_stage``)."""
-        from megatron.core.models.gpt import GPTModel
+        from mbridge_models.gpt_model import GPTModel
 
         self.finalize()
         vocab_size = self.padded_vocab_size()

@@ -6,15 +6,36 @@ import itertools
 from collections.abc import Iterator
 
 import mbridge_data
-from mbridge_config import FinetuningDatasetConfig
+from mbridge_config import FinetuningDatasetConfig, GPTDatasetConfig, TokenizerConfig
+from mbridge_config.errors import ConfigError
 
 
 def build_tokenizer(cfg):
-    """The run's tokenizer (None without cfg.tokenizer); applies the vocab-size priority rule
-    to the model provider (the provider's own vocab_size wins, else the tokenizer's, padded)."""
-    if cfg.tokenizer is None:
-        return None
-    tokenizer = mbridge_data.build_tokenizer(cfg.tokenizer)
+    """The run's tokenizer; applies the vocab-size priority rule to the model provider (the
+    provider's own vocab_size wins, else the tokenizer's, padded).
+
+    Pretraining data is already token ids, so without ``cfg.tokenizer`` a GPT dataset gets a
+    NullTokenizer of the model's vocabulary (as Megatron Bridge's examples assume). That is
+    refused where the dataset needs the real end-of-document id (``eod_mask_loss``,
+    ``reset_position_ids``, ``reset_attention_mask``) and for fine-tuning data, which is text.
+    """
+    config = cfg.tokenizer
+    if config is None:
+        if cfg.dataset is None:
+            return None
+        needs_eod = [name for name in ("eod_mask_loss", "reset_position_ids",
+                                       "reset_attention_mask")
+                     if getattr(cfg.dataset, name, False)]
+        if isinstance(cfg.dataset, GPTDatasetConfig) and cfg.model.vocab_size and not needs_eod:
+            config = TokenizerConfig(tokenizer_type="NullTokenizer",
+                                     vocab_size=cfg.model.vocab_size)
+        else:
+            why = (f"dataset.{needs_eod[0]} needs the data's end-of-document id" if needs_eod
+                   else "the dataset needs one" if cfg.model.vocab_size
+                   else "model.vocab_size is None, so it must come from a tokenizer")
+            raise ConfigError(f"is None: {why}; set e.g. TokenizerConfig(tokenizer_type="
+                              "'HuggingFaceTokenizer', tokenizer_model=...)", field="tokenizer")
+    tokenizer = mbridge_data.build_tokenizer(config)
     model = cfg.model
     model.vocab_size, model.should_pad_vocab = mbridge_data.model_vocab_size(
         tokenizer, model.vocab_size, model.make_vocab_size_divisible_by,
@@ -59,10 +80,26 @@ def build_iterators(cfg, datasets, train_state, data_parallel_rank: int,
         if loader is None:
             iterators.append(None)
             continue
+        if index == 0:
+            _check_long_enough(cfg, dataset, data_parallel_size)
         iterator = iter(loader) if index == 0 else _endless(loader)
         iterators.append(list(itertools.tee(iterator, model_chunks)) if model_chunks > 1
                          else iterator)
     return tuple(iterators)
+
+
+def _check_long_enough(cfg, dataset, data_parallel_size: int) -> None:
+    """One ordered pass ("single") over too small a training set would stop mid-run."""
+    if cfg.dataset.dataloader_type not in (None, "single"):
+        return
+    needed = (cfg.train.train_iters or 0) * cfg.train.global_batch_size
+    usable = len(dataset) // (cfg.train.micro_batch_size * data_parallel_size) * (
+        cfg.train.micro_batch_size * data_parallel_size)
+    if usable < needed:
+        raise ConfigError(f"'single' reads the {len(dataset)} training samples once, but "
+                          f"{cfg.train.train_iters} iterations x global batch "
+                          f"{cfg.train.global_batch_size} need {needed}; use 'cyclic' (reshuffled "
+                          "epochs) or fewer iterations", field="dataset.dataloader_type")
 
 
 def _endless(loader) -> Iterator:

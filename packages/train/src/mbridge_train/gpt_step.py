@@ -72,9 +72,19 @@ def forward_step(state, data_iterator, model, return_schedule_plan: bool = False
     position_ids = batch.get("position_ids")
     if position_ids is None:
         position_ids = torch.arange(tokens.size(1), device=tokens.device).expand_as(tokens)
-    logits = model(tokens, position_ids, batch.get("attention_mask"),
+    logits = model(tokens, position_ids, _attention_mask(state, batch),
                    packed_seq_params=packed_seq_params(batch))
     return logits, partial(masked_token_loss, loss_mask, labels=labels)
+
+
+def _attention_mask(state, batch: dict[str, Any]):
+    """The batch's mask when it is more than causal (documents masked from each other), else None:
+    the model's causal mask type is the same thing, and SDPA runs its flash kernels only when no
+    explicit mask is passed."""
+    dataset = getattr(getattr(state, "cfg", None), "dataset", None)
+    if dataset is not None and not getattr(dataset, "reset_attention_mask", False):
+        return None
+    return batch.get("attention_mask")
 
 
 def _default_device() -> torch.device:

@@ -7,7 +7,6 @@ and the forward-step contract, and decides when to log, evaluate, save and stop.
 
 from __future__ import annotations
 
-import gc
 import math
 import time
 from dataclasses import dataclass, field
@@ -15,11 +14,14 @@ from typing import Any, Callable
 
 import torch
 
-from mbridge_train import data_setup
+from mbridge_train import data_setup, loggers, loss_curve, preflight, profiling
 from mbridge_train.distributed import initialize_distributed, is_last_rank_logger
-from mbridge_train.forward_contract import bind_state
+from mbridge_train.forward_contract import schedule_step
+from mbridge_train.garbage import ManualGC
 from mbridge_train.losses import LM_LOSS, reduce_reported
 from mbridge_train.optim import build_optimizer, build_scheduler
+from mbridge_train.reporting import Reporter
+from mbridge_train.resilience import ExitSignal, any_rank, check_weight_hashes
 from mbridge_train.state import GlobalState
 
 
@@ -35,7 +37,8 @@ class Run:
     valid_iterator: Any
     test_iterator: Any
     history: list[dict] = field(default_factory=list)
-    """One dict per logged step / evaluation (also what the loss-curve plot is drawn from)."""
+    """One dict per logged step (step, lr, grad_norm, step_time_s, losses) and per evaluation
+    (step, split, losses); the loss-curve plot takes its validation points from here."""
 
 
 def setup(cfg, *, training_mode: str = "pretrain") -> Run:
@@ -50,6 +53,7 @@ def setup(cfg, *, training_mode: str = "pretrain") -> Run:
     world_size = torch.distributed.get_world_size()
     cfg.finalize()
     cfg.validate(world_size)
+    preflight.run(cfg)
     state = GlobalState(cfg=cfg)
     state.timers = Timers(cfg.logger.timing_log_level, cfg.logger.timing_log_option)
     provider = cfg.model
@@ -156,7 +160,8 @@ def train_step(run: Run, forward_step: Callable) -> tuple[dict[str, float], floa
         forward_step_func=forward_step, data_iterator=run.train_iterator, model=run.model,
         num_microbatches=num_microbatches(), seq_length=_seq_length(cfg),
         micro_batch_size=cfg.train.micro_batch_size, forward_only=False)
-    updated, grad_norm, _ = run.optimizer.step()
+    with profiling.region(run.state, "optimizer"):
+        updated, grad_norm, _ = run.optimizer.step()
     if updated:
         run.scheduler.step(increment=cfg.train.global_batch_size)
     losses = {}
@@ -231,48 +236,74 @@ def forward_only_outputs(run: Run, forward_step: Callable, iterator,
 
 def train(run: Run, forward_step_func: Callable) -> Run:
     """Step until train_iters (or an exit condition), evaluating, logging and saving on the
-    configured intervals; a final save and the test evaluation at the end."""
+    configured intervals; a final save, the test evaluation and the loss-curve PNG at the end.
+
+    Exits early, after finishing the current step, on ``train.exit_interval``,
+    ``train.exit_duration_in_mins`` or the exit signal (``train.exit_signal_handler``); every
+    exit saves when ``checkpoint.save`` is set, and the signal exit skips the test evaluation.
+    """
     cfg, state = run.state.cfg, run.state
     progress = state.train_state
-    forward_step = bind_state(forward_step_func, state)
-    log_interval = cfg.logger.log_interval or 1
+    forward_step = schedule_step(forward_step_func, state)
     logging_rank = is_last_rank_logger()
+    loggers.open_loggers(state, logging_rank)
+    reporter = Reporter(state, logging_rank, _seq_length(cfg))
+    cfg.model.timers = profiling.schedule_timers(state)  # megatron's schedule reads the config
+    profiler = profiling.StepProfiler(cfg, torch.distributed.get_rank(), say=_say)
+    collector = ManualGC(cfg.train)
+    exit_signal = ExitSignal(cfg.train)
+    state.signal_handler = exit_signal.handler
+    hash_interval = cfg.train.check_weight_hash_across_dp_replicas_interval
     started = time.time()
-    window_start, window_steps = time.perf_counter(), 0
-    if cfg.train.manual_gc:
-        gc.disable()
-    while progress.step < (cfg.train.train_iters or 0):
-        losses, grad_norm, skipped = train_step(run, forward_step)
-        progress.step += 1
-        progress.consumed_train_samples += cfg.train.global_batch_size
-        progress.skipped_train_samples += cfg.train.global_batch_size if skipped else 0
-        window_steps += 1
-        if progress.step % log_interval == 0 or progress.step == cfg.train.train_iters:
-            elapsed = (time.perf_counter() - window_start) / window_steps
-            record = {"step": progress.step, "lr": run.scheduler.get_lr(
-                run.optimizer.param_groups[0]), "grad_norm": grad_norm,
-                "step_time_s": elapsed, **losses}
-            run.history.append(record)
-            if logging_rank:
-                print(_console_line(cfg, record), flush=True)
-            window_start, window_steps = time.perf_counter(), 0
-        if cfg.train.manual_gc and cfg.train.manual_gc_interval and \
-                progress.step % cfg.train.manual_gc_interval == 0:
-            gc.collect()
-        if cfg.train.eval_interval and progress.step % cfg.train.eval_interval == 0:
-            _log_evaluation(run, "validation", evaluate(run, forward_step, run.valid_iterator),
-                            logging_rank)
-        if _should_save(cfg, progress.step):
+    saved_at, by_signal = None, False
+    try:
+        while progress.step < (cfg.train.train_iters or 0):
+            profiler.before_step(progress.step)
+            began = time.perf_counter()
+            losses, grad_norm, skipped = train_step(run, forward_step)
+            step_time = time.perf_counter() - began
+            progress.step += 1
+            step = progress.step
+            progress.consumed_train_samples += cfg.train.global_batch_size
+            progress.skipped_train_samples += cfg.train.global_batch_size if skipped else 0
+            profiler.after_step(step)
+            record = reporter.training_step(run, losses, grad_norm, skipped, step_time)
+            if record is not None:
+                run.history.append(record)
+            if hash_interval and step % hash_interval == 0:
+                check_weight_hashes(run.model, step)
+            collector.after_step(step)
+            if cfg.train.eval_interval and step % cfg.train.eval_interval == 0:
+                with collector.evaluation():
+                    results = evaluate(run, forward_step, run.valid_iterator)
+                _log_evaluation(run, reporter, "validation", results)
+            if _should_save(cfg, step):
+                save(run)
+                saved_at = step
+            if exit_signal.received():
+                reporter.print(f" {exit_signal.signal.name} received: stopping after step {step}"
+                               + (", saving a checkpoint" if cfg.checkpoint.save else ""))
+                by_signal = True
+                break
+            if _should_exit(cfg, step, started):
+                break
+        profiler.close(progress.step)
+        if cfg.checkpoint.save and saved_at != progress.step:
             save(run)
-        if _should_exit(cfg, progress.step, started):
-            break
-    if cfg.checkpoint.save and not _just_saved(cfg, progress.step):
-        save(run)
-    if run.test_iterator is not None and getattr(cfg.dataset, "do_test", True):
-        _log_evaluation(run, "test", evaluate(run, forward_step, run.test_iterator, "test"),
-                        logging_rank)
-    if cfg.train.manual_gc:
-        gc.enable()
+        if not by_signal and run.test_iterator is not None and \
+                getattr(cfg.dataset, "do_test", True):
+            with collector.evaluation():
+                results = evaluate(run, forward_step, run.test_iterator, "test")
+            _log_evaluation(run, reporter, "test", results)
+        if logging_rank:
+            _write_loss_curve(run, reporter)
+    finally:
+        profiler.close(progress.step)
+        exit_signal.release()
+        state.signal_handler = None
+        collector.close()
+        reporter.close()
+        loggers.close_loggers(state)
     return run
 
 
@@ -287,37 +318,33 @@ def _should_save(cfg, step: int) -> bool:
     return bool(ckpt.save and ckpt.save_interval and step % ckpt.save_interval == 0)
 
 
-def _just_saved(cfg, step: int) -> bool:
-    return _should_save(cfg, step)
-
-
 def _should_exit(cfg, step: int, started: float) -> bool:
     train = cfg.train
     if train.exit_interval and step % train.exit_interval == 0:
         return True
-    if train.exit_duration_in_mins and (time.time() - started) / 60 > train.exit_duration_in_mins:
-        return True
+    if train.exit_duration_in_mins:
+        # Clocks differ between ranks: decide together, or one rank leaves the others waiting.
+        return any_rank((time.time() - started) / 60 > train.exit_duration_in_mins)
     return False
 
 
-def _log_evaluation(run: Run, name: str, results: dict[str, float], logging_rank: bool) -> None:
+def _log_evaluation(run: Run, reporter: Reporter, name: str, results: dict[str, float]) -> None:
     if not results:
         return
     run.history.append({"step": run.state.train_state.step, "split": name, **results})
-    if logging_rank:
-        shown = " | ".join(f"{k}: {v:.6g}" for k, v in results.items())
-        print(f" {name} at iteration {run.state.train_state.step} | {shown}", flush=True)
+    reporter.evaluation(name, run.state.train_state.step, results)
 
 
-def _console_line(cfg, record: dict) -> str:
-    parts = [f" iteration {record['step']:>8d}/{cfg.train.train_iters:>8d}",
-             f"ms/step: {record['step_time_s'] * 1e3:.1f}", f"lr: {record['lr']:.3e}"]
-    for key, value in record.items():
-        if key not in ("step", "lr", "grad_norm", "step_time_s"):
-            parts.append(f"{key}: {value:.6g}")
-    if record["grad_norm"] is not None:
-        parts.append(f"grad norm: {record['grad_norm']:.4g}")
-    return " | ".join(parts)
+def _write_loss_curve(run: Run, reporter: Reporter) -> None:
+    path = loss_curve.destination(run.state.cfg)
+    if path is None or not reporter.train_curve:
+        return
+    loss_curve.write_loss_curve(path, reporter.train_curve, run.history)
+    reporter.print(f" loss curve: {path}")
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
 
 
 def teardown() -> None:

@@ -1,15 +1,19 @@
 """The embedded instruction set: small tasks with one verifiable answer, generated from a seed.
 
-Arithmetic, reversing and spelling words, counting letters, successors: a fine-tuned model can be
-scored by exact match before and after training (``accuracy``). Written in the fine-tuning
-layout ``training.jsonl`` / ``validation.jsonl`` / ``test.jsonl`` of {"input", "output"} records;
-no prompt appears in two splits.
+Copying (repeat two words, pick the first or last word of a list), successors, arithmetic, and
+character-level word tasks (reverse, capitals, letter count): from tasks a small model learns in
+minutes to ones it does not, so a fine-tune shows where it helps. A fine-tuned model is scored by
+exact match before and after training (``accuracy``, ``accuracy_by_task``). Written in the
+fine-tuning layout ``training.jsonl`` / ``validation.jsonl`` / ``test.jsonl`` of
+{"input", "output", "task"} records; every task appears in every split, and no prompt appears in
+two splits.
 """
 
 from __future__ import annotations
 
 import json
 import random
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -25,6 +29,30 @@ WORDS = (
 ).split()
 
 SPLITS = {"training": 2000, "validation": 200, "test": 200}
+
+
+def _words(r: random.Random, n: int = 3) -> list[str]:
+    return r.sample(WORDS, n)
+
+
+def _repeat(r: random.Random):
+    ws = " ".join(_words(r, 2))
+    return f"Repeat '{ws}'.", ws
+
+
+def _first(r: random.Random):
+    ws = _words(r)
+    return f"What is the first word in '{' '.join(ws)}'?", ws[0]
+
+
+def _last(r: random.Random):
+    ws = _words(r)
+    return f"What is the last word in '{' '.join(ws)}'?", ws[-1]
+
+
+def _next(r: random.Random):
+    n = r.randint(0, 998)
+    return f"What number comes after {n}?", str(n + 1)
 
 
 def _add(r: random.Random):
@@ -57,33 +85,62 @@ def _count(r: random.Random):
     return f"How many letters are in '{w}'?", str(len(w))
 
 
-def _next(r: random.Random):
-    n = r.randint(0, 998)
-    return f"What number comes after {n}?", str(n + 1)
-
-
-TASKS: tuple[Callable[[random.Random], tuple[str, str]], ...] = (
-    _add, _sub, _mul, _reverse, _upper, _count, _next)
+TASKS: dict[str, Callable[[random.Random], tuple[str, str]]] = {
+    "repeat": _repeat, "first": _first, "last": _last, "next": _next, "add": _add,
+    "subtract": _sub, "multiply": _mul, "reverse": _reverse, "capitals": _upper,
+    "count": _count}
 
 
 def generate(seed: int = 1234, sizes: dict[str, int] = SPLITS) -> dict[str, list[dict]]:
-    """{split: records}; tasks drawn evenly at random; prompts unique across all splits."""
+    """{split: records}, each split shuffled; prompts unique across all splits.
+
+    Every task gets an equal share of every split. The held-out splits are drawn first, so a task
+    with few distinct prompts (the one-word tasks have one per word) is short in training, never
+    in validation or test; other tasks make up the training shortfall.
+    """
     r = random.Random(seed)
     seen: set[str] = set()
-    out: dict[str, list[dict]] = {}
-    for split, size in sizes.items():
-        records = []
-        attempts = 0
-        while len(records) < size:
-            attempts += 1
-            if attempts > size * 200:
-                raise ValueError(f"cannot draw {size} distinct {split} prompts")
-            prompt, answer = r.choice(TASKS)(r)
-            if prompt not in seen:
-                seen.add(prompt)
-                records.append({"input": prompt, "output": answer})
+    by_split: dict[str, list[dict]] = defaultdict(list)
+    order = sorted(sizes, key=lambda split: split == "training")  # held-out splits first
+    for split in order:
+        size = sizes[split]
+        quotas = [size // len(TASKS) + (i < size % len(TASKS)) for i in range(len(TASKS))]
+        shortfall = 0
+        for (name, task), quota in zip(TASKS.items(), quotas):
+            drawn = _draw(r, task, quota, seen)
+            shortfall += quota - len(drawn)
+            by_split[split] += [{"input": p, "output": a, "task": name} for p, a in drawn]
+        open_tasks = dict(TASKS)
+        while shortfall > 0 and open_tasks:  # round-robin over tasks that still have prompts
+            for name, task in list(open_tasks.items()):
+                drawn = _draw(r, task, 1, seen) if shortfall > 0 else []
+                if not drawn:
+                    open_tasks.pop(name)
+                    continue
+                shortfall -= 1
+                by_split[split] += [{"input": p, "output": a, "task": name} for p, a in drawn]
+        if shortfall > 0:
+            raise ValueError(f"cannot draw {size} distinct {split} prompts")
+    out = {}
+    for split in sizes:
+        records = by_split[split]
+        r.shuffle(records)
         out[split] = records
     return out
+
+
+def _draw(r: random.Random, task, count: int, seen: set[str]) -> list[tuple[str, str]]:
+    """Up to ``count`` prompts of ``task`` not in ``seen`` (gives up after many repeats)."""
+    drawn, misses = [], 0
+    while len(drawn) < count and misses < 200:
+        prompt, answer = task(r)
+        if prompt in seen:
+            misses += 1
+            continue
+        seen.add(prompt)
+        drawn.append((prompt, answer))
+        misses = 0
+    return drawn
 
 
 def write_instructions(out_dir: str | Path, seed: int = 1234,
@@ -121,3 +178,16 @@ def evaluate(generate_answer: Callable[[str], str], records: Iterable[dict]) -> 
     records = list(records)
     return accuracy([generate_answer(r["input"]) for r in records],
                     [r["output"] for r in records])
+
+
+def accuracy_by_task(predictions: Sequence[str], records: Sequence[dict]) -> dict[str, float]:
+    """{task: exact-match accuracy} over records carrying a "task" name ("all" for every one)."""
+    if len(predictions) != len(records):
+        raise ValueError(f"{len(predictions)} predictions for {len(records)} records")
+    hits: dict[str, list[bool]] = defaultdict(list)
+    for prediction, record in zip(predictions, records):
+        hit = exact_match(prediction, record["output"])
+        hits[record.get("task", "all")].append(hit)
+        if "task" in record:
+            hits["all"].append(hit)
+    return {task: sum(v) / len(v) for task, v in sorted(hits.items())}

@@ -1,0 +1,279 @@
+"""Whole training loop, Llama-style ~1B model: mbridge's pretrain() beside a plain megatron-core loop.
+
+    PYTHONPATH=/tmp/site python3 benchmarks/train_loop.py --out benchmarks/results [--tiny]
+
+One process, one GPU, the same architecture and batch for every row (bf16, distributed optimizer,
+grad clipping, seq 2048, micro-batch 4, one micro-batch per step):
+
+- ``megatron-core``: what a megatron-core user writes without Transformer Engine: GPTModel with
+  megatron's local layer spec, DDP, get_megatron_optimizer, OptimizerParamScheduler and
+  get_forward_backward_func driven by a minimal loop; the loss is the model's own vocab-parallel
+  cross entropy (labels passed to GPTModel).
+- ``megatron-core + mbridge spec``: the same minimal loop with mbridge's local layer spec (SDPA
+  attention), to separate the layer spec from the rest.
+- ``mbridge pretrain``: ``mbridge.training.pretrain(cfg, forward_step)`` with a ConfigContainer
+  (MockGPTDatasetConfig, ``mixed_precision="bf16_mixed"``) and the stock GPT step (logits to the
+  fused masked-token-loss kernel): data loading, logging, the scheduler, everything included.
+
+Step time is wall clock per optimizer step (synchronised every step: the loss is read back);
+warm-up steps are dropped. TFLOP/s = mbridge_models.counting.flops_per_token (6 x active
+parameters incl. the output layer, causal attention) x tokens / step time, the same accounting
+for every row; MFU against the bf16 8192^3 matmul rate measured in the same run.
+Writes <out>/train_loop-<device>.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from mbridge_models import runtime
+
+LLAMA_1B = dict(num_layers=16, hidden_size=2048, ffn_hidden_size=6144, num_attention_heads=16,
+                num_query_groups=8, vocab_size=32768, seq_length=2048)
+TINY = dict(num_layers=2, hidden_size=128, ffn_hidden_size=256, num_attention_heads=4,
+            num_query_groups=2, vocab_size=512, seq_length=128)
+
+
+def provider_for(shape: dict, spec: str):
+    from mbridge_models.gpt_provider import GPTModelProvider
+
+    on_gpu = torch.cuda.is_available()
+    return GPTModelProvider(
+        **shape, transformer_layer_spec=spec, normalization="RMSNorm", gated_linear_unit=True,
+        activation_func=F.silu, add_bias_linear=False, position_embedding_type="rope",
+        rotary_base=500000, share_embeddings_and_output_weights=False, hidden_dropout=0.0,
+        attention_dropout=0.0, bias_activation_fusion=True, masked_softmax_fusion=False,
+        bf16=on_gpu, params_dtype=torch.bfloat16 if on_gpu else torch.float32,
+        init_method_std=0.02, make_vocab_size_divisible_by=128)
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _reset_memory() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _peak_gib() -> float | None:
+    return torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
+
+
+def plain_megatron(shape: dict, spec: str, micro_batch: int, steps: int, warmup: int) -> dict:
+    """The minimal megatron-core loop (no mbridge training code)."""
+    from megatron.core import parallel_state
+    from megatron.core.distributed import (DistributedDataParallel,
+                                           DistributedDataParallelConfig, finalize_model_grads)
+    from megatron.core.models.gpt import GPTModel
+    from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
+    from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
+    from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
+    from megatron.core.pipeline_parallel import get_forward_backward_func
+    from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
+    from megatron.core.transformer.module import Float16Module
+
+    _reset_memory()
+    config = provider_for(shape, "local")  # a TransformerConfig; the spec is chosen below
+    config.finalize()
+    parallel_state.initialize_model_parallel()
+    torch.manual_seed(1234)
+    model_parallel_cuda_manual_seed(1234)
+    try:
+        layer_spec = (get_gpt_layer_local_spec(normalization="RMSNorm") if spec == "mcore_local"
+                      else config.layer_spec())
+        device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+        model = GPTModel(config=config, transformer_layer_spec=layer_spec,
+                         vocab_size=config.padded_vocab_size(),
+                         max_sequence_length=shape["seq_length"], position_embedding_type="rope",
+                         rotary_base=500000, share_embeddings_and_output_weights=False).to(device)
+        if config.bf16:
+            model = Float16Module(config, model)
+        ddp = DistributedDataParallelConfig(use_distributed_optimizer=True,
+                                            grad_reduce_in_fp32=True)
+        model = [DistributedDataParallel(config, ddp, model)]
+        optimizer = get_megatron_optimizer(
+            OptimizerConfig(optimizer="adam", lr=3e-4, min_lr=3e-5, weight_decay=0.1,
+                            clip_grad=1.0, bf16=config.bf16, params_dtype=config.params_dtype,
+                            use_distributed_optimizer=True), model)
+        scheduler = OptimizerParamScheduler(
+            optimizer, init_lr=0.0, max_lr=3e-4, min_lr=3e-5, lr_warmup_steps=micro_batch,
+            lr_decay_steps=(steps + warmup) * micro_batch, lr_decay_style="cosine",
+            start_wd=0.1, end_wd=0.1, wd_incr_steps=(steps + warmup) * micro_batch,
+            wd_incr_style="constant")
+        config.grad_scale_func = optimizer.scale_loss
+        config.finalize_model_grads_func = finalize_model_grads
+        seq, vocab = shape["seq_length"], shape["vocab_size"]
+        generator = torch.Generator().manual_seed(0)
+        tokens = torch.randint(0, vocab, (micro_batch, seq + 1), generator=generator).to(device)
+        positions = torch.arange(seq, device=device).expand(micro_batch, -1)
+
+        def batches():
+            while True:
+                yield tokens[:, :-1], tokens[:, 1:], positions
+
+        def forward_step(data, chunk):
+            inputs, labels, position_ids = next(data)
+            per_token = chunk(inputs, position_ids, None, labels=labels)
+
+            def loss_func(output):
+                loss = output.float().mean()
+                return loss, {"lm loss": loss.detach().clone()}
+
+            return per_token, loss_func
+
+        data, times = batches(), []
+        forward_backward = get_forward_backward_func()
+        for step in range(warmup + steps):
+            _sync()
+            start = time.perf_counter()
+            model[0].zero_grad_buffer()
+            optimizer.zero_grad()
+            reduced = forward_backward(forward_step_func=forward_step, data_iterator=data,
+                                       model=model, num_microbatches=1, seq_length=seq,
+                                       micro_batch_size=micro_batch, forward_only=False)
+            optimizer.step()
+            scheduler.step(increment=micro_batch)
+            float(reduced[0]["lm loss"])
+            _sync()
+            if step >= warmup:
+                times.append(time.perf_counter() - start)
+        return _row(f"megatron-core{' + mbridge spec' if spec == 'local' else ''}", config,
+                    times, micro_batch)
+    finally:
+        parallel_state.destroy_model_parallel()
+
+
+def mbridge_pretrain(shape: dict, micro_batch: int, steps: int, warmup: int) -> dict:
+    from mbridge.training import pretrain
+    from mbridge.training.config import (ConfigContainer, LoggerConfig, MockGPTDatasetConfig,
+                                         OptimizerConfig, SchedulerConfig, TrainingConfig)
+    from mbridge.training.gpt_step import forward_step
+
+    _reset_memory()
+    provider = provider_for(shape, "local")
+    on_gpu = torch.cuda.is_available()
+    cfg = ConfigContainer(
+        model=provider,
+        train=TrainingConfig(micro_batch_size=micro_batch, global_batch_size=micro_batch,
+                             train_iters=warmup + steps, eval_interval=None, eval_iters=0),
+        optimizer=OptimizerConfig(optimizer="adam", lr=3e-4, min_lr=3e-5, weight_decay=0.1,
+                                  clip_grad=1.0, use_distributed_optimizer=True),
+        scheduler=SchedulerConfig(lr_decay_style="cosine", lr_warmup_iters=1),
+        dataset=MockGPTDatasetConfig(sequence_length=shape["seq_length"], num_workers=2,
+                                     split="1,0,0"),
+        logger=LoggerConfig(log_interval=1),
+        mixed_precision="bf16_mixed" if on_gpu else None)
+    cfg.ddp.grad_reduce_in_fp32 = True
+    run = pretrain(cfg, forward_step)
+    times = [h["step_time_s"] for h in run.history if "split" not in h][warmup:]
+    return _row("mbridge pretrain", cfg.model, times, micro_batch)
+
+
+def _row(name: str, provider, times: list[float], micro_batch: int) -> dict:
+    from mbridge_models.counting import flops_per_token
+
+    tokens = micro_batch * provider.seq_length
+    median = statistics.median(times)
+    q = statistics.quantiles(times, n=4) if len(times) >= 4 else [min(times), median, max(times)]
+    flops = flops_per_token(provider) * tokens
+    return {"name": name, "steps": len(times), "step_ms_median": median * 1e3,
+            "step_ms_min": min(times) * 1e3, "step_ms_max": max(times) * 1e3,
+            "step_ms_p25": q[0] * 1e3, "step_ms_p75": q[2] * 1e3, "tokens_per_step": tokens,
+            "tokens_per_s": tokens / median, "model_tflops": flops / median / 1e12,
+            "peak_memory_gib": _peak_gib()}
+
+
+def matmul_tflops() -> float | None:
+    if not torch.cuda.is_available():
+        return None
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    _sync()
+    start, runs = time.perf_counter(), 20
+    for _ in range(runs):
+        a @ b
+    _sync()
+    return 2 * 8192**3 * runs / (time.perf_counter() - start) / 1e12
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--tiny", action="store_true", help="small model, few steps (smoke)")
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--micro-batch", type=int, default=4)
+    parser.add_argument("--rows", default="megatron-core,megatron-core+spec,mbridge")
+    args = parser.parse_args()
+
+    runtime.activate()
+    if not torch.distributed.is_initialized():
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", "29534")
+        if torch.cuda.is_available():
+            torch.cuda.set_device(0)
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo",
+                                             rank=0, world_size=1)
+    shape = TINY if args.tiny else LLAMA_1B
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    rate = matmul_tflops()
+    rows = []
+    for name in args.rows.split(","):
+        print(f"[train_loop] {name}: {args.warmup}+{args.steps} steps", flush=True)
+        if name == "mbridge":
+            row = mbridge_pretrain(shape, args.micro_batch, args.steps, args.warmup)
+        else:
+            spec = "local" if name.endswith("+spec") else "mcore_local"
+            row = plain_megatron(shape, spec, args.micro_batch, args.steps, args.warmup)
+        if rate:
+            row["mfu_vs_measured_matmul"] = row["model_tflops"] / rate
+        print(f"[train_loop] {row['name']}: {row['step_ms_median']:.1f} ms/step, "
+              f"{row['tokens_per_s']:.0f} tokens/s, {row['model_tflops']:.1f} TFLOP/s", flush=True)
+        rows.append(row)
+    result = {"device": device, "torch": torch.__version__, "python": platform.python_version(),
+              "shape": shape, "micro_batch": args.micro_batch, "bf16": torch.cuda.is_available(),
+              "matmul_bf16_tflops": rate, "rows": rows}
+    _write(result, Path(args.out), device, args.tiny)
+
+
+def _write(result: dict, out: Path, device: str, tiny: bool) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    slug = re.sub(r"[^a-z0-9]+", "-", device.lower()).strip("-") + ("-tiny" if tiny else "")
+    lines = [f"# Training loop, Llama-style model: mbridge vs plain megatron-core ({device})", "",
+             f"shape {result['shape']}, micro-batch {result['micro_batch']}, "
+             f"bf16={result['bf16']}, torch {result['torch']}; measured bf16 matmul "
+             f"{result['matmul_bf16_tflops'] or 0:.0f} TFLOP/s", "",
+             "| loop | step ms (median) | min–max | IQR | tokens/s | TFLOP/s | MFU | peak GiB |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in result["rows"]:
+        mfu, peak = row.get("mfu_vs_measured_matmul"), row["peak_memory_gib"]
+        lines.append(
+            f"| {row['name']} | {row['step_ms_median']:.1f} | {row['step_ms_min']:.1f}–"
+            f"{row['step_ms_max']:.1f} | {row['step_ms_p25']:.1f}–{row['step_ms_p75']:.1f} | "
+            f"{row['tokens_per_s']:.0f} | {row['model_tflops']:.1f} | "
+            f"{'' if mfu is None else f'{mfu:.0%}'} | {'' if peak is None else f'{peak:.1f}'} |")
+    for suffix, text in ((".json", json.dumps(result, indent=2)), (".md", "\n".join(lines) + "\n")):
+        path = out / f"train_loop-{slug}{suffix}"
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""`megatron.bridge.training.utils`: training helpers (only the modules listed here)."""
