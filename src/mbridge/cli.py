@@ -54,7 +54,7 @@ def _recipes(args: argparse.Namespace) -> int:
 
     recipes = find_recipes()
     if not recipes:
-        print("no recipes in mbridge.recipes yet")
+        print("no recipes found (is mbridge-train installed?)")
         return 0
     width = max(len(r.name) for r in recipes)
     for recipe in recipes:
@@ -90,7 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     recipes = commands.add_parser("recipes", help="list the recipes (functions returning a "
                                                   "ConfigContainer) in mbridge.recipes")
     recipes.set_defaults(handler=_recipes)
+    from mbridge.train_cli import add_commands as add_train_commands  # stdlib-only at import
     from mbridge_data.cli import add_commands as add_data_commands  # stdlib-only at import
+
+    add_train_commands(commands)
 
     add_data_commands(commands)
     return parser
@@ -98,7 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # Overrides may follow options (RECIPE -a x=1 train.train_iters=5): argparse leaves such
+    # late positionals unparsed, so the training commands collect them here.
+    args, extra = parser.parse_known_args(argv)
+    if extra and hasattr(args, "overrides") and not any(e.startswith("-") for e in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if getattr(args, "handler", None) is None:
         parser.print_help()
         return 0

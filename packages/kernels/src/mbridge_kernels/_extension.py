@@ -53,7 +53,9 @@ def load() -> bool:
     digest = hashlib.sha256()
     for path in sources:
         digest.update(path.read_bytes())
-    digest.update(f"{torch.__version__}|{with_cuda}".encode())
+    # build.ninja holds the absolute include/library paths of this torch install: two
+    # environments (e.g. two worktrees' .venv) sharing one build folder would rebuild each time.
+    digest.update(f"{torch.__version__}|{with_cuda}|{Path(torch.__file__).parent}".encode())
     name = f"mbridge_kernels_{digest.hexdigest()[:12]}"
     root = Path(os.environ.get("MBRIDGE_KERNELS_BUILD_DIR",
                                Path.home() / ".cache" / "mbridge_kernels"))

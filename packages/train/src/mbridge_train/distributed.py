@@ -48,3 +48,10 @@ def is_last_rank_logger() -> bool:
     return (ps.is_pipeline_last_stage(ignore_virtual=True)
             and ps.get_tensor_model_parallel_rank() == 0
             and ps.get_data_parallel_rank(with_context_parallel=True) == 0)
+
+
+def destroy_process_group() -> None:
+    """End torch.distributed if it was started (for the process that owns it, e.g. the CLI,
+    once pretrain/finetune have returned: they leave the process group to their caller)."""
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()

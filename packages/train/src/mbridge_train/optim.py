@@ -35,9 +35,9 @@ def build_scheduler(cfg, optimizer):
         warmup_steps = int(sched.lr_warmup_fraction * decay_steps)
     else:
         warmup_steps = (sched.lr_warmup_iters or 0) * gbs
-    if warmup_steps > decay_steps:
-        raise ConfigError(f"warm-up ({warmup_steps // gbs} iterations) is longer than the decay "
-                          f"({decay_iters})", field="scheduler.lr_warmup_iters")
+    if warmup_steps and warmup_steps >= decay_steps:  # megatron's scheduler asserts warmup < decay
+        raise ConfigError(f"warm-up ({warmup_steps // gbs} iterations) must be shorter than the "
+                          f"decay ({decay_iters})", field="scheduler.lr_warmup_iters")
     wd_steps = (sched.wd_incr_steps or train.train_iters or decay_iters) * gbs
     wsd_steps = sched.lr_wsd_decay_iters * gbs if sched.lr_wsd_decay_iters else None
     return OptimizerParamScheduler(

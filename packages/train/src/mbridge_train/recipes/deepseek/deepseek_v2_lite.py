@@ -1,0 +1,24 @@
+"""DeepSeek-V2-Lite (deepseek-ai/DeepSeek-V2-Lite, 16B total / 2.4B active): 64 experts over 8
+expert-parallel ranks, no tensor or pipeline parallelism."""
+
+from mbridge_models.presets import DeepSeekV2LiteModelProvider
+
+from mbridge_train.recipes._common import finetune_recipe, pretrain_recipe
+
+_RECOMPUTE = {"model.recompute_granularity": "full", "model.recompute_method": "uniform",
+              "model.recompute_num_layers": 1, "model.moe_router_dtype": "fp32"}
+# Full-rank queries (q_lora_rank=None): MLA's projections are q_proj, kv_down_proj, kv_up_proj.
+_LORA_TARGETS = ["linear_q_proj", "linear_kv_down_proj", "linear_kv_up_proj", "linear_proj",
+                 "linear_fc1", "linear_fc2"]
+
+
+@pretrain_recipe(DeepSeekV2LiteModelProvider, expert_model_parallel_size=8,
+                 train_iters=1_000_000, seq_length=4096, extra=_RECOMPUTE)
+def pretrain_config(*args, **kwargs):
+    """DeepSeek-V2-Lite pretraining: EP8, full recompute, 4K sequences, GBS 512."""
+
+
+@finetune_recipe(DeepSeekV2LiteModelProvider, expert_model_parallel_size=8,
+                 peft_fields=dict(target_modules=_LORA_TARGETS), extra=_RECOMPUTE)
+def finetune_config(*args, **kwargs):
+    """DeepSeek-V2-Lite fine-tuning: LoRA on the MLA and MLP linears, or full SFT, at EP8."""

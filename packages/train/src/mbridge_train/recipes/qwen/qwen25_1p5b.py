@@ -1,0 +1,16 @@
+"""Qwen2.5 1.5B (Qwen/Qwen2.5-1.5B)."""
+
+from mbridge_models.presets import Qwen25ModelProvider1P5B
+
+from mbridge_train.recipes._common import finetune_recipe, pretrain_recipe
+from mbridge_train.recipes.qwen._qwen import PRETRAIN
+
+
+@pretrain_recipe(Qwen25ModelProvider1P5B, **PRETRAIN)
+def pretrain_config(*args, **kwargs):
+    """Qwen2.5 1.5B pretraining: TP1, 4K sequences, GBS 32, cosine 3e-4 -> 3e-5."""
+
+
+@finetune_recipe(Qwen25ModelProvider1P5B)
+def finetune_config(*args, **kwargs):
+    """Qwen2.5 1.5B fine-tuning: LoRA or full SFT at TP1."""

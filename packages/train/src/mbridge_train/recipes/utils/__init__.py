@@ -1,0 +1,2 @@
+"""Helpers the recipes share (Megatron Bridge's ``recipes.utils``): optimizer + schedule, data
+blends from paths, the default PEFT configs."""

@@ -1,1 +1,0 @@
-"""Helpers recipes share (`megatron.bridge.recipes.utils`)."""

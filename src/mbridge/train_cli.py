@@ -1,0 +1,196 @@
+"""``mbridge pretrain`` / ``mbridge finetune``: a recipe (or a saved YAML) + overrides -> a run.
+
+    mbridge pretrain llama.llama3_8b train.train_iters=100 model.tensor_model_parallel_size=2
+    mbridge finetune tiny.gpt_tiny -a dataset_root=sft/ -a peft=null --dry-run
+    torchrun --nproc_per_node=8 -m mbridge.cli pretrain llama.llama3_8b
+
+Everything the argument parser and the recipe lookup need is the standard library: a misspelt
+recipe or flag is answered before torch and megatron-core load.
+Usage errors (unknown recipe, bad override, bad recipe argument, invalid config) exit with 2
+and one message naming the recipe, key or field; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+USAGE_ERROR = 2
+
+
+class UsageError(Exception):
+    """Printed as ``mbridge <command>: error: <message>``, exit status 2."""
+
+
+def add_commands(commands) -> None:
+    for kind, verb in (("pretrain", "pretrain a model"), ("finetune", "fine-tune a model")):
+        parser = commands.add_parser(
+            kind, help=f"{verb} from a recipe (or a saved config) plus key=value overrides",
+            description=f"{verb.capitalize()} with mbridge_train.{kind} and the stock GPT "
+            "forward step. RECIPE is a name from `mbridge recipes`, with or without its "
+            f"function (llama.llama3_8b or llama.llama3_8b.{kind}_config). Overrides are "
+            "Hydra-style config paths: train.train_iters=100 optimizer.lr=3e-4 ~profiling. "
+            f"Multi-GPU: torchrun --nproc_per_node=N -m mbridge.cli {kind} RECIPE ...")
+        parser.add_argument("recipe", nargs="?", metavar="RECIPE")
+        parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                            help="config overrides applied after the recipe (or file)")
+        parser.add_argument("--config-file", metavar="YAML",
+                            help="start from a config saved with cfg.to_yaml() or --dry-run "
+                                 "instead of a recipe")
+        parser.add_argument("-a", "--arg", action="append", default=[], metavar="NAME=VALUE",
+                            dest="recipe_args",
+                            help="a keyword argument of the recipe function, value read as "
+                                 "YAML (-a dir=/runs -a peft=dora -a seq_length=4096)")
+        parser.add_argument("--dry-run", action="store_true",
+                            help="print the final config as YAML and exit without training")
+        parser.set_defaults(handler=lambda args, kind=kind: run_command(args, kind))
+
+
+def run_command(args: argparse.Namespace, kind: str) -> int:
+    try:
+        return _run(args, kind)
+    except UsageError as error:
+        _error(kind, str(error))
+        return USAGE_ERROR
+
+
+def _run(args: argparse.Namespace, kind: str) -> int:
+    recipe_name, overrides = args.recipe, list(args.overrides)
+    if recipe_name is not None and ("=" in recipe_name or recipe_name.startswith("~")):
+        recipe_name, overrides = None, [recipe_name, *overrides]  # only --config-file + overrides
+    if (recipe_name is None) == (args.config_file is None):
+        raise UsageError("give a RECIPE or --config-file (one of them)")
+    if args.config_file and args.recipe_args:
+        raise UsageError("-a/--arg sets recipe arguments; with --config-file use overrides")
+    recipe = _lookup(recipe_name, kind) if recipe_name else None
+    recipe_args = _parse_recipe_args(args.recipe_args)
+
+    rank, world_size = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    source = f"mbridge.recipes.{recipe.name}" if recipe else args.config_file
+    if rank == 0 and not args.dry_run:
+        print(f"mbridge {kind}: {source} (importing torch and megatron-core ...)",
+              file=sys.stderr, flush=True)
+    _quiet_megatron_import_warnings()
+    from mbridge_config.errors import ConfigError
+
+    try:
+        cfg = _build(recipe, recipe_args, args.config_file)
+        cfg.apply_overrides(overrides)
+    except ConfigError as error:
+        raise UsageError(_one_line(error)) from None
+    if args.dry_run:
+        return _dry_run(cfg, world_size, rank)
+    return _train(cfg, kind, rank, world_size)
+
+
+def _lookup(name: str, kind: str):
+    from mbridge.recipe_index import UnknownRecipe, resolve
+
+    try:
+        return resolve(name, kind)
+    except UnknownRecipe as error:
+        raise UsageError(str(error)) from None
+
+
+def _parse_recipe_args(items: list[str]) -> dict:
+    """{name: raw text}; the values are read (as YAML) once mbridge-config is loaded."""
+    parsed = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise UsageError(f"-a {item!r}: expected NAME=VALUE with NAME a recipe argument")
+        parsed[key] = raw
+    return parsed
+
+
+def _build(recipe, recipe_args: dict, config_file: str | None):
+    """The ConfigContainer from the recipe function (arguments typed by its signature) or file."""
+    import importlib
+    import inspect
+
+    from mbridge_config import ConfigContainer
+    from mbridge_config.errors import ConfigError
+    from mbridge_config.overrides import parse_override
+    from mbridge_config.serialization import from_dict
+
+    if config_file:
+        return ConfigContainer.from_yaml(config_file)
+    module = importlib.import_module(f"mbridge_train.recipes.{recipe.module}")
+    function = getattr(module, recipe.function)
+    from mbridge_train.recipes._common import FINETUNE_ALIASES, RecipeArgumentError
+
+    parameters = inspect.signature(function).parameters
+    typed = {}
+    for key, raw in recipe_args.items():
+        _, value, _ = parse_override(f"{key}={raw}")  # YAML, as for config overrides
+        name = FINETUNE_ALIASES.get(key, key) if key not in parameters else key
+        annotation = parameters[name].annotation if name in parameters else inspect.Parameter.empty
+        if annotation is inspect.Parameter.empty:
+            typed[key] = value  # the recipe names the unknown argument itself
+            continue
+        try:
+            typed[key] = from_dict(value, annotation, f"-a {key}")
+        except ConfigError as error:
+            raise UsageError(f"recipe argument {_one_line(error)}") from None
+    try:
+        return function(**typed)
+    except RecipeArgumentError as error:
+        raise UsageError(str(error)) from None
+
+
+def _dry_run(cfg, world_size: int, rank: int) -> int:
+    """YAML on stdout (rank 0); whether it would pass validation at this world size on stderr."""
+    from mbridge_config.errors import ConfigError
+
+    if rank != 0:
+        return 0
+    sys.stdout.write(cfg.to_yaml())
+    sys.stdout.flush()
+    try:
+        cfg.validate(world_size)
+    except ConfigError as error:
+        print(f"note: with WORLD_SIZE={world_size} this config would be rejected:\n{error}",
+              file=sys.stderr)
+    return 0
+
+
+def _train(cfg, kind: str, rank: int, world_size: int) -> int:
+    from mbridge_config.errors import ConfigError
+    from mbridge_data.errors import DataError
+    from mbridge_train import finetune, pretrain
+    from mbridge_train.distributed import destroy_process_group
+    from mbridge_train.gpt_step import forward_step
+
+    entry = pretrain if kind == "pretrain" else finetune
+    try:
+        run = entry(cfg, forward_step)
+    except ConfigError as error:
+        raise UsageError(_one_line(error)) from None
+    except DataError as error:
+        _error(kind, str(error))
+        return 1
+    finally:
+        destroy_process_group()
+    losses = [h["lm loss"] for h in run.history if "split" not in h and "lm loss" in h]
+    if rank == world_size - 1 and losses:  # the last rank holds the last pipeline stage
+        trend = "decreasing" if losses[-1] < losses[0] else "not decreasing"
+        print(f"mbridge {kind}: {len(losses)} logged steps over {world_size} rank(s), "
+              f"lm loss {losses[0]:.4f} -> {losses[-1]:.4f} ({trend})", flush=True)
+    return 0
+
+
+def _one_line(error: Exception) -> str:
+    return str(error).replace("\n", "; ")
+
+
+def _error(kind: str, message: str) -> None:
+    print(f"mbridge {kind}: error: {message}", file=sys.stderr)
+
+
+def _quiet_megatron_import_warnings() -> None:
+    """megatron-core warns at import about optional extras (Apex, TE, absl) it falls back from."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"megatron\.")
+    warnings.filterwarnings("ignore", category=SyntaxWarning, module=r"megatron\.")
