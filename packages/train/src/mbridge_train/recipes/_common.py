@@ -339,7 +339,7 @@ def build_finetune(settings: dict, a: dict) -> ConfigContainer:
                                           use_distributed_optimizer=peft is None),
         dataset=FinetuningDatasetConfig(
             dataset_root=a["dataset_root"], seq_length=seq_length, seed=5678,
-            packed_sequence_specs=specs, dataloader_type="single", num_workers=1,
+            packed_sequence_specs=specs, dataloader_type="cyclic", num_workers=1,
             do_validation=True, do_test=True,
             # pipeline stages exchange fixed-shape activations: pad every sample to seq_length
             dataset_kwargs={"pad_to_max_length": True}

@@ -1,0 +1,60 @@
+"""A 4-layer, 128-wide Llama-style GPT: the smallest model that learns something on a CPU.
+
+Big enough to pick up English statistics from the embedded corpus in a few hundred CPU steps and
+then, LoRA-fine-tuned, to answer some of the embedded instructions (copying, letter counts);
+small enough that each stage takes minutes on two cores. It is what ``mbridge quickstart`` runs::
+
+    mbridge data corpus corpus/ && mbridge data instructions sft/
+    mbridge pretrain tiny.gpt_small dir=runs data_paths='[corpus/corpus_text_document]' \\
+        tokenizer_model=corpus/tokenizer
+    mbridge finetune tiny.gpt_small dir=runs dataset_root=sft tokenizer_model=corpus/tokenizer \\
+        pretrained_checkpoint=runs/default/checkpoints
+"""
+
+from dataclasses import dataclass, field
+
+from mbridge_models.presets import LlamaModelProvider
+
+from mbridge_train.recipes._common import finetune_recipe, pretrain_recipe
+from mbridge_train.recipes.tiny.gpt_tiny import _CPU
+
+
+@dataclass
+class SmallGPTProvider(LlamaModelProvider):
+    """RMSNorm, SwiGLU, RoPE, 4 heads (no grouping), tied embeddings; 4 x 128 wide, 0.8 M
+    parameters besides the embedding. The vocabulary comes from the tokenizer."""
+
+    num_layers: int = 4
+    hidden_size: int = 128
+    ffn_hidden_size: int = 320
+    num_attention_heads: int = 4
+    num_query_groups: int = 4
+    seq_length: int = field(default=128, kw_only=True)
+    vocab_size: int | None = field(default=None, kw_only=True)
+    share_embeddings_and_output_weights: bool = field(default=True, kw_only=True)
+    init_method_std: float = 0.02
+    use_cpu_initialization: bool = True
+    bias_activation_fusion: bool = False
+
+
+_LOG = {"logger.log_interval": 25}
+
+
+@pretrain_recipe(SmallGPTProvider, train_iters=400, global_batch_size=16, micro_batch_size=16,
+                 seq_length=128, lr=3e-3, min_lr=3e-4, lr_warmup_iters=20, eval_interval=200,
+                 eval_iters=4, save_interval=200, precision_config=None,
+                 extra={**_CPU, **_LOG, "optimizer.weight_decay": 0.01},
+                 outputs_without_dir=False)
+def pretrain_config(*args, **kwargs):
+    """Small GPT pretraining on the embedded corpus: 400 CPU steps of 16 x 128 tokens."""
+
+
+@finetune_recipe(SmallGPTProvider, train_iters=300, global_batch_size=64, micro_batch_size=64,
+                 seq_length=64, finetune_lr=3e-3, lr_warmup_iters=15, eval_interval=150,
+                 eval_iters=2, save_interval=150, precision_config=None,
+                 peft_fields=dict(dim=16, alpha=32,
+                                  target_modules=["linear_qkv", "linear_proj", "linear_fc1",
+                                                  "linear_fc2"]),
+                 extra={**_CPU, **_LOG}, outputs_without_dir=False)
+def finetune_config(*args, **kwargs):
+    """Small GPT LoRA fine-tuning on the embedded instruction set: 300 CPU steps of 64 prompts."""
