@@ -12,6 +12,7 @@ Both files are written under temporary names and renamed only when complete.
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing as mp
 import os
@@ -55,7 +56,14 @@ def input_format(path: str | Path) -> str:
 _STATE: dict = {}
 
 
-def _init_worker(tokenizer: Tokenizer, json_key: str, append_eod: bool, dtype) -> None:
+def _init_worker(tokenizer: Tokenizer, json_key: str, append_eod: bool, dtype, *,
+                 forked: bool = False) -> None:
+    if forked:
+        # A forked child inherits the parent's Rayon thread-pool registry but none of its
+        # threads: a batched encode handed to that pool can wait forever (seen once while
+        # building the corpus, right after BPE training had used the pool). Parallelism here
+        # comes from the worker processes; each encodes on its own thread.
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
     _STATE.update(tokenizer=tokenizer, json_key=json_key, append_eod=append_eod, dtype=dtype)
 
 
@@ -171,7 +179,7 @@ def _encoded(tasks, workers, tokenizer, json_key, append_eod, dtype):
     # fork: no re-import of the caller's __main__ (spawn would need an `if __name__` guard in
     # every user script). Workers touch only NumPy and the tokenizer, never torch.
     ctx = mp.get_context("fork")
-    with ctx.Pool(workers, initializer=_init_worker,
+    with ctx.Pool(workers, initializer=functools.partial(_init_worker, forked=True),
                   initargs=(tokenizer, json_key, append_eod, dtype)) as pool:
         yield from pool.imap(encode_range, tasks)
 
