@@ -113,6 +113,7 @@ def test_dict_pattern_trains_on_loss_and_reports_value_over_count():
     trained, num_tokens, report = reported
     trained.backward()
     assert value.grad.item() == 1.0 and int(num_tokens) == 4
+    assert num_tokens.dtype == torch.int  # megatron adds it to an int total
     second = schedule_loss({"loss": [torch.tensor(8.0), 4], "custom_metric": [6.0, 4]})[2]
     out = reduce_reported([report, second])
     assert out["loss"] == pytest.approx(20.0 / 8) and out["custom_metric"] == pytest.approx(1.0)

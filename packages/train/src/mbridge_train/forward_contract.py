@@ -76,7 +76,7 @@ def schedule_loss(result):
         value, count = _pair(name, result[name])
         report = {key: torch.stack([v.detach().float() for v in _pair(key, pair)])
                   for key, pair in result.items()}
-        return value, count, report
+        return value, _token_count(count), report
     if isinstance(result, (tuple, list)):
         if len(result) == 3:
             return tuple(result)
@@ -85,11 +85,17 @@ def schedule_loss(result):
             if isinstance(second, Mapping):
                 return loss, second
             count = torch.as_tensor(second, device=loss.device)
-            return loss, count, {"loss": torch.stack([loss.detach().float().reshape(()),
-                                                      count.detach().float().reshape(())])}
+            return loss, _token_count(count), {"loss": torch.stack(
+                [loss.detach().float().reshape(()), count.detach().float().reshape(())])}
     raise TypeError("a loss function returns loss, (loss, metadata), (loss, num_tokens), "
                     "(loss, num_tokens, metadata) or {name: [value, count]}; got "
                     f"{type(result).__name__}")
+
+
+def _token_count(count: torch.Tensor) -> torch.Tensor:
+    """megatron sums token counts into an int tensor; counts often arrive as floats (a mask's
+    sum, or a [value, count] pair's second half)."""
+    return count.detach().round().to(torch.int).reshape(())
 
 
 def _pair(name: str, pair) -> tuple[torch.Tensor, torch.Tensor]:
