@@ -157,3 +157,13 @@ def test_an_intact_pair_passes_the_check(tmp_path):
 def test_a_bad_split_string(three, split):
     with pytest.raises(DataError, match="dataset.split: expected up to three"):
         build_pretraining_datasets(gpt_config(blend=three, split=split), TOK, [1, 1, 1])
+
+
+def test_a_split_left_without_documents_is_named(three, tmp_path):
+    # 40 documents: "949,50,1" gives the test split round(0.999 * 40) .. 40 = none.
+    cfg = gpt_config(blend=three, split="949,50,1", path_to_cache=str(tmp_path))
+    with pytest.raises(DataError, match="leaves none of the 40 documents of .*ds0 for the test"):
+        build_pretraining_datasets(cfg, TOK, [4, 2, 2])
+    cfg.split = "949,50,0"  # no test split at all: fine
+    train, valid, test = build_pretraining_datasets(cfg, TOK, [4, 2, 0])
+    assert len(train) >= 4 and len(valid) >= 2 and test is None

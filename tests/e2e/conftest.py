@@ -22,7 +22,11 @@ def e2e_data(tmp_path_factory):
     from mbridge_data.tokenizers.huggingface import HuggingFaceTokenizer
 
     root = tmp_path_factory.mktemp("e2e_data")
-    texts = reference_topics()[:150] or [m.__doc__ for m in (os, runpy, pytest, Path) * 20]
+    # Paragraphs as documents: >= 500 of them, so the spec's default split "949,50,1" leaves
+    # the test split a document.
+    texts = [p for topic in reference_topics() for p in topic.split("\n\n") if len(p) > 80]
+    if len(texts) < 600:  # some distributions strip pydoc's topics
+        texts = [f"{m.__doc__} ({i})" for i, m in enumerate((os, runpy, pytest, Path) * 150)]
     save_tokenizer(train_byte_level_bpe(texts, vocab_size=1024), root / "tokenizer")
     (root / "docs.txt").write_text("\n".join(t.replace("\n", " ") for t in texts) + "\n")
     preprocess(root / "docs.txt", root / "docs_text_document",

@@ -125,6 +125,8 @@ def build_pretraining_datasets(
         raise DataError("train_valid_test_num_samples: needs [train, valid, test] sample counts")
     core = megatron_config(cfg, tokenizer)
     cls = MockGPTDataset if core.mock else GPTDataset
+    if core.blend is not None:
+        _check_splits_have_documents(core)
     try:
         builder = BlendedMegatronDatasetBuilder(
             cls, list(train_valid_test_num_samples), is_built_on_rank or (lambda: True), core
@@ -132,3 +134,22 @@ def build_pretraining_datasets(
         return tuple(builder.build())
     except AssertionError as error:  # megatron-core reports bad inputs by assert
         raise DataError(f"dataset: megatron-core could not build the datasets: {error}") from None
+
+
+def _check_splits_have_documents(core) -> None:
+    """Every split with a share must get documents of every blended dataset: megatron-core
+    asserts without a message on an empty one, or loops forever when samples are asked of it.
+    Its rule: split i of a dataset of N documents is documents [round(b0 * N), round(b1 * N))."""
+    from mbridge_data.indexed import check_indexed_pair
+
+    for prefix in core.blend[0]:
+        _, boundaries = check_indexed_pair(prefix)
+        documents = boundaries - 1  # the index stores each document's start and the end
+        for name, bookends in zip(SPLITS, core.split_matrix):
+            if bookends is None:
+                continue
+            begin, end = (int(round(b * float(documents))) for b in bookends)
+            if end <= begin:
+                raise DataError(f"dataset.split: {core.split!r} leaves none of the {documents} "
+                                f"documents of {prefix} for the {name} split; give it a larger "
+                                f"share, or 0 to have no {name} split")

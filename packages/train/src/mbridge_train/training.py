@@ -193,13 +193,13 @@ def evaluate(run: Run, forward_step: Callable, iterator, name: str = "validation
                 micro_batch_size=cfg.train.micro_batch_size, forward_only=True)
     for chunk in run.model:
         chunk.train()
+    if cfg.train.global_batch_size:  # every rank: the counter is saved in checkpoints
+        run.state.train_state.consumed_valid_samples += eval_iters * cfg.train.global_batch_size
     if not ps.is_pipeline_last_stage(ignore_virtual=True):
         return {}
     results = reduce_reported(reported, ps.get_data_parallel_group(with_context_parallel=True))
     if LM_LOSS in results:
         results[f"{LM_LOSS} ppl"] = math.exp(min(results[LM_LOSS], 700.0))
-    if cfg.train.global_batch_size:
-        run.state.train_state.consumed_valid_samples += eval_iters * cfg.train.global_batch_size
     return results
 
 
