@@ -1,5 +1,6 @@
 """`megatron.bridge.training.config`, served by mbridge-config (megatron-core's optimizer and DDP
-configs included, as in Megatron Bridge)."""
+configs included, as in Megatron Bridge, and the classes its annotations name:
+PackedSequenceSpecs, MixedPrecisionConfig)."""
 
 from mbridge_config import (
     CheckpointConfig,
@@ -11,7 +12,9 @@ from mbridge_config import (
     GPTDatasetConfig,
     LoggerConfig,
     MockGPTDatasetConfig,
+    MixedPrecisionConfig,
     OptimizerConfig,
+    PackedSequenceSpecs,
     ProfilingConfig,
     RNGConfig,
     SchedulerConfig,
@@ -22,6 +25,7 @@ from mbridge_config import (
 __all__ = [
     "CheckpointConfig", "ConfigContainer", "DataloaderConfig", "DistributedDataParallelConfig",
     "DistributedInitConfig", "FinetuningDatasetConfig", "GPTDatasetConfig", "LoggerConfig",
-    "MockGPTDatasetConfig", "OptimizerConfig", "ProfilingConfig", "RNGConfig", "SchedulerConfig",
+    "MixedPrecisionConfig", "MockGPTDatasetConfig", "OptimizerConfig", "PackedSequenceSpecs",
+    "ProfilingConfig", "RNGConfig", "SchedulerConfig",
     "TokenizerConfig", "TrainingConfig",
 ]

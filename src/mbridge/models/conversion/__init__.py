@@ -1,0 +1,1 @@
+"""`megatron.bridge.models.conversion`: Hugging Face <-> Megatron conversion."""
