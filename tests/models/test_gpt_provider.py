@@ -253,3 +253,10 @@ def test_the_model_takes_tokens_alone():
     """Bridge-style forward steps call ``model(tokens)``: positions default to 0..s-1."""
     ((full, short, masked),) = run_ranks(_tokens_only_call, 1)
     assert torch.equal(full, short) and torch.equal(full, masked)
+
+
+def test_local_moe_with_bias_is_refused_at_build_time():
+    provider = moe_like(add_bias_linear=True, transformer_layer_spec="local")
+    with pytest.raises(ConfigError, match="add_bias_linear=False") as error:
+        provider.layer_spec()
+    assert error.value.fields == ["model.add_bias_linear"]

@@ -36,9 +36,10 @@ model = GPTModelProvider(
     num_moe_experts=8,
     moe_router_topk=2,
     moe_token_dispatcher_type="alltoall",
-    # scaled down
+    # scaled down; no bias: megatron-core's local expert MLP cannot train with one (mbridge
+    # says so at build time), and Transformer Engine is not available on a CPU
     num_layers=2, hidden_size=64, num_attention_heads=4, ffn_hidden_size=128,
-    moe_ffn_hidden_size=32, vocab_size=512, seq_length=32,
+    moe_ffn_hidden_size=32, vocab_size=512, seq_length=32, add_bias_linear=False,
 )
 
 # Apply token drop optimization
@@ -73,6 +74,7 @@ deepep_model = GPTModelProvider(
     # ... other MoE settings
     moe_router_topk=2, num_layers=2, hidden_size=64, num_attention_heads=4,
     ffn_hidden_size=128, moe_ffn_hidden_size=32, vocab_size=512, seq_length=32,
+    add_bias_linear=False,
 )
 
 # Apply DeepEP optimizations (only on Ampere/Hopper GPUs)

@@ -17,6 +17,7 @@ def scale_down(cfg, tensor_parallel):
     for name, value in SMALL.items():
         setattr(cfg.model, name, value)
     cfg.model.tensor_model_parallel_size = tensor_parallel
+    cfg.model.context_parallel_size = 1  # the 8B recipe's CP=2 needs Transformer Engine
     cfg.tokenizer.vocab_size = SMALL["vocab_size"]  # the recipe sized its NullTokenizer like the 8B
     cfg.dataset.sequence_length = 32
     cfg.dataset.num_workers = 0
@@ -76,7 +77,7 @@ def llama3_8b_config(
             # Only need to specify parallelism and overrides
             tensor_model_parallel_size=tensor_parallelism,
             pipeline_model_parallel_size=pipeline_parallelism,
-            **{k: v for k, v in SMALL.items() if k != "seq_length"},  # scaled down
+            **SMALL,  # scaled down
         ),
         train=TrainingConfig(
             train_iters=train_iters,

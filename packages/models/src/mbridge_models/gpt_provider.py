@@ -83,6 +83,12 @@ class GPTModelProvider(ModelProviderMixin, TransformerConfig):
         if self.context_parallel_size > 1:
             raise ConfigError("context_parallel_size > 1 needs transformer_layer_spec='te' "
                               "(Transformer Engine's attention)", field="model.context_parallel_size")
+        if self.num_moe_experts and self.add_bias_linear and not self.moe_grouped_gemm:
+            # megatron-core 0.19's SequentialMLP adds the expert bias in place onto the output
+            # of a custom autograd Function, which autograd refuses in the backward pass.
+            raise ConfigError("True with MoE experts needs transformer_layer_spec='te' "
+                              "(megatron-core's local expert MLP cannot train with a bias); "
+                              "set add_bias_linear=False", field="model.add_bias_linear")
 
     def provide(self, pre_process: bool | None = None, post_process: bool | None = None,
                 vp_stage: int | None = None):
