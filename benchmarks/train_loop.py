@@ -63,6 +63,11 @@ def _sync() -> None:
 
 
 def _reset_memory() -> None:
+    """Free the previous row's model and optimizer (megatron's DDP hooks form reference cycles,
+    so they outlive their function until a collection) before the next peak is measured."""
+    import gc
+
+    gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
