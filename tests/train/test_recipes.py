@@ -65,6 +65,8 @@ PRETRAIN = {
     "nemotronh.nemotronh_56b": row("NemotronHModelProvider56B", 8, sp=True, **NEMOH),
     "tiny.gpt_tiny": row("TinyGPTProvider", seq=64, gbs=8, mbs=4, lr=3e-3, min_lr=3e-4,
                          warmup=3, iters=30),
+    "tiny.gpt_small": row("SmallGPTProvider", seq=128, gbs=16, mbs=16, lr=3e-3, min_lr=3e-4,
+                          warmup=20, iters=400),
 }
 
 # fine-tuning: LoRA layout (tp, pp, ep, dim, alpha) and the full-SFT layout (tp, pp, ep)
@@ -96,6 +98,7 @@ FINETUNE = {
     "nemotronh.nemotronh_47b": ((4, 1, 1, 32, 32), (8, 1, 1)),
     "nemotronh.nemotronh_56b": ((4, 1, 1, 32, 32), (8, 1, 1)),
     "tiny.gpt_tiny": ((1, 1, 1, 8, 16), (1, 1, 1)),
+    "tiny.gpt_small": ((1, 1, 1, 16, 32), (1, 1, 1)),
 }
 
 LISTED = find_recipes()
@@ -110,6 +113,8 @@ def recipe(module: str, kind: str):
 def preset_class(name: str):
     if name == "TinyGPTProvider":
         return importlib.import_module("mbridge_train.recipes.tiny.gpt_tiny").TinyGPTProvider
+    if name == "SmallGPTProvider":
+        return importlib.import_module("mbridge_train.recipes.tiny.gpt_small").SmallGPTProvider
     return getattr(presets, name)
 
 
@@ -224,7 +229,7 @@ def test_finetune_defaults_match_the_table(module):
     assert full.peft is None and full.optimizer.use_distributed_optimizer
     assert (full.model.tensor_model_parallel_size, full.model.pipeline_model_parallel_size,
             full.model.expert_model_parallel_size) == (full_tp, full_pp, full_ep)
-    if module != "tiny.gpt_tiny":
+    if not module.startswith("tiny."):
         assert (lora.optimizer.lr, full.optimizer.lr) == pytest.approx((1e-4, 5e-6))
         assert lora.dataset.seq_length == lora.model.seq_length == 2048
         assert lora.train.global_batch_size == (32 if "405b" in module else 128)

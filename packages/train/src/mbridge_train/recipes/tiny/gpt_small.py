@@ -37,7 +37,7 @@ class SmallGPTProvider(LlamaModelProvider):
     bias_activation_fusion: bool = False
 
 
-_LOG = {"logger.log_interval": 25}
+_LOG = {"logger.log_interval": 50}
 
 
 @pretrain_recipe(SmallGPTProvider, train_iters=400, global_batch_size=16, micro_batch_size=16,
@@ -49,12 +49,15 @@ def pretrain_config(*args, **kwargs):
     """Small GPT pretraining on the embedded corpus: 400 CPU steps of 16 x 128 tokens."""
 
 
-@finetune_recipe(SmallGPTProvider, train_iters=300, global_batch_size=64, micro_batch_size=64,
-                 seq_length=64, finetune_lr=3e-3, lr_warmup_iters=15, eval_interval=150,
-                 eval_iters=2, save_interval=150, precision_config=None,
+# Many small steps beat few large ones for the same samples: on an H200, 1200 x 16 prompts gave
+# 90% exact letter counts where 300 x 64 gave 15% (same base, LoRA r16, lr 3e-3; lr 1e-2 learnt
+# nothing).
+@finetune_recipe(SmallGPTProvider, train_iters=1200, global_batch_size=16, micro_batch_size=16,
+                 seq_length=64, finetune_lr=3e-3, lr_warmup_iters=50, eval_interval=600,
+                 eval_iters=4, save_interval=600, precision_config=None,
                  peft_fields=dict(dim=16, alpha=32,
                                   target_modules=["linear_qkv", "linear_proj", "linear_fc1",
                                                   "linear_fc2"]),
                  extra={**_CPU, **_LOG}, outputs_without_dir=False)
 def finetune_config(*args, **kwargs):
-    """Small GPT LoRA fine-tuning on the embedded instruction set: 300 CPU steps of 64 prompts."""
+    """Small GPT LoRA fine-tuning on the embedded instruction set: 1200 CPU steps of 16 prompts."""
