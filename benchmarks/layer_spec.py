@@ -18,51 +18,15 @@ Writes <out>/layer_spec-<device>.json and .md. ``--tiny`` runs a small model (al
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import re
-import statistics
 import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+from llama_bench import LLAMA_1B, TINY, matmul_tflops, provider_for, step_stats, sync, write_results
 
 from mbridge_models import runtime
-from mbridge_models.gpt_provider import GPTModelProvider
-
-LLAMA_1B = dict(num_layers=16, hidden_size=2048, ffn_hidden_size=6144, num_attention_heads=16,
-                num_query_groups=8, vocab_size=32768, seq_length=2048)
-TINY = dict(num_layers=2, hidden_size=128, ffn_hidden_size=256, num_attention_heads=4,
-            num_query_groups=2, vocab_size=512, seq_length=128)
-
-
-def provider_for(shape: dict, spec: str) -> GPTModelProvider:
-    on_gpu = torch.cuda.is_available()
-    return GPTModelProvider(
-        **shape, transformer_layer_spec=spec, normalization="RMSNorm", gated_linear_unit=True,
-        activation_func=F.silu, add_bias_linear=False, position_embedding_type="rope",
-        rotary_base=500000, share_embeddings_and_output_weights=False, hidden_dropout=0.0,
-        attention_dropout=0.0, bias_activation_fusion=True, masked_softmax_fusion=False,
-        bf16=on_gpu, params_dtype=torch.bfloat16 if on_gpu else torch.float32,
-        init_method_std=0.02, deallocate_pipeline_outputs=True)
-
-
-def matmul_tflops() -> float | None:
-    if not torch.cuda.is_available():
-        return None
-    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-    for _ in range(3):
-        a @ b
-    torch.cuda.synchronize()
-    start, runs = time.perf_counter(), 20
-    for _ in range(runs):
-        a @ b
-    torch.cuda.synchronize()
-    return 2 * 8192**3 * runs / (time.perf_counter() - start) / 1e12
-
 
 def run_variant(shape, spec, micro_batch, steps, warmup) -> dict:
     from megatron.core.distributed import DistributedDataParallelConfig
@@ -106,7 +70,7 @@ def run_variant(shape, spec, micro_batch, steps, warmup) -> dict:
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         for step in range(warmup + steps):
-            _sync()
+            sync()
             start = time.perf_counter()
             for chunk in model:
                 chunk.zero_grad_buffer()
@@ -115,7 +79,7 @@ def run_variant(shape, spec, micro_batch, steps, warmup) -> dict:
                                        model=model, num_microbatches=1, seq_length=seq,
                                        micro_batch_size=micro_batch, forward_only=False)
             optimizer.step()
-            _sync()
+            sync()
             if step >= warmup:
                 times.append(time.perf_counter() - start)
             losses.append(float(reduced[0]["lm loss"]))
@@ -129,11 +93,6 @@ def run_variant(shape, spec, micro_batch, steps, warmup) -> dict:
             torch.cuda.empty_cache()
 
 
-def _sync():
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
 def _summary(provider, spec, times, losses, micro_batch, peak_gib) -> dict:
     from mbridge_models.layer_specs import resolve_choice
 
@@ -143,14 +102,11 @@ def _summary(provider, spec, times, losses, micro_batch, peak_gib) -> dict:
     params = layers * per_layer + provider.vocab_size * h  # + output layer (untied)
     tokens = micro_batch * seq
     flops = (6 * params + 12 * layers * seq * h) * tokens
-    median = statistics.median(times)
-    q = statistics.quantiles(times, n=4) if len(times) >= 4 else [min(times), median, max(times)]
-    return {"spec": spec, "resolved": resolve_choice(spec), "step_ms_median": median * 1e3,
-            "step_ms_min": min(times) * 1e3, "step_ms_max": max(times) * 1e3,
-            "step_ms_p25": q[0] * 1e3, "step_ms_p75": q[2] * 1e3, "steps": len(times),
-            "tokens_per_step": tokens, "tokens_per_s": tokens / median,
-            "model_tflops": flops / median / 1e12, "parameters_counted": params,
-            "peak_memory_gib": peak_gib, "losses": losses}
+    stats = step_stats(times)
+    median = stats["step_ms_median"] / 1e3
+    return {"spec": spec, "resolved": resolve_choice(spec), **stats, "tokens_per_step": tokens,
+            "tokens_per_s": tokens / median, "model_tflops": flops / median / 1e12,
+            "parameters_counted": params, "peak_memory_gib": peak_gib, "losses": losses}
 
 
 def _init_distributed() -> None:
@@ -198,35 +154,8 @@ def main() -> None:
     result = {"device": device, "torch": torch.__version__, "python": platform.python_version(),
               "shape": shape, "micro_batch": args.micro_batch, "bf16": torch.cuda.is_available(),
               "matmul_bf16_tflops": rate, "rows": rows}
-    _write(result, Path(args.out), device, args.tiny)
-
-
-def _write(result: dict, out: Path, device: str, tiny: bool) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    slug = re.sub(r"[^a-z0-9]+", "-", device.lower()).strip("-") + ("-tiny" if tiny else "")
-    lines = [f"# Training step, Llama-style model, layer specs side by side ({device})", "",
-             f"shape {result['shape']}, micro-batch {result['micro_batch']}, "
-             f"bf16={result['bf16']}, torch {result['torch']}; measured bf16 matmul "
-             f"{result['matmul_bf16_tflops'] or 0:.0f} TFLOP/s", "",
-             "| spec | step ms (median) | min–max | IQR | tokens/s | TFLOP/s | MFU | peak GiB |",
-             "|---|---|---|---|---|---|---|---|"]
-    for row in result["rows"]:
-        if "skipped" in row:
-            lines.append(f"| {row['spec']} | skipped: {row['skipped']} | | | | | | |")
-            continue
-        mfu = row.get("mfu_vs_measured_matmul")
-        peak = row["peak_memory_gib"]
-        lines.append(
-            f"| {row['spec']} | {row['step_ms_median']:.1f} | {row['step_ms_min']:.1f}–"
-            f"{row['step_ms_max']:.1f} | {row['step_ms_p25']:.1f}–{row['step_ms_p75']:.1f} | "
-            f"{row['tokens_per_s']:.0f} | {row['model_tflops']:.1f} | "
-            f"{'' if mfu is None else f'{mfu:.0%}'} | {'' if peak is None else f'{peak:.1f}'} |")
-    for suffix, text in ((".json", json.dumps(result, indent=2)), (".md", "\n".join(lines) + "\n")):
-        path = out / f"layer_spec-{slug}{suffix}"
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
-    print("\n".join(lines))
+    write_results(Path(args.out), "layer_spec", "Training step, Llama-style model, layer specs "
+                  "side by side", "spec", result, args.tiny)
 
 
 if __name__ == "__main__":
