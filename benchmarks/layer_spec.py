@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 
 import torch
-from llama_bench import LLAMA_1B, TINY, matmul_tflops, provider_for, step_stats, sync, write_results
+from llama_bench import (LLAMA_1B, TINY, matmul_tflops, per_token_loss_step, provider_for,
+                         random_batches, step_stats, sync, write_results)
 
 from mbridge_models import runtime
 
@@ -45,27 +46,9 @@ def run_variant(shape, spec, micro_batch, steps, warmup) -> dict:
                             params_dtype=provider.params_dtype, use_distributed_optimizer=True),
             model)
         device = next(model[0].parameters()).device
-        seq, vocab = shape["seq_length"], shape["vocab_size"]
-        generator = torch.Generator(device="cpu").manual_seed(0)
-        tokens = torch.randint(0, vocab, (micro_batch, seq + 1), generator=generator).to(device)
-        positions = torch.arange(seq, device=device).expand(micro_batch, -1)
-
-        def batches():
-            while True:
-                yield tokens[:, :-1], tokens[:, 1:], positions
-
-        def forward_step(data, chunk):
-            inputs, labels, position_ids = next(data)
-            per_token = chunk(inputs, position_ids, None, labels=labels)
-
-            def loss_func(output):
-                loss = output.float().mean()
-                return loss, {"lm loss": loss.detach().clone()}
-
-            return per_token, loss_func
 
         forward_backward = get_forward_backward_func()
-        data = batches()
+        data = random_batches(shape, micro_batch, device)
         times, losses = [], []
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
@@ -75,9 +58,10 @@ def run_variant(shape, spec, micro_batch, steps, warmup) -> dict:
             for chunk in model:
                 chunk.zero_grad_buffer()
             optimizer.zero_grad()
-            reduced = forward_backward(forward_step_func=forward_step, data_iterator=data,
-                                       model=model, num_microbatches=1, seq_length=seq,
-                                       micro_batch_size=micro_batch, forward_only=False)
+            reduced = forward_backward(
+                forward_step_func=per_token_loss_step, data_iterator=data, model=model,
+                num_microbatches=1, seq_length=shape["seq_length"],
+                micro_batch_size=micro_batch, forward_only=False)
             optimizer.step()
             sync()
             if step >= warmup:

@@ -91,3 +91,27 @@ def write_results(out: Path, stem: str, title: str, first_column: str, result: d
         tmp.write_text(text)
         tmp.replace(path)
     print("\n".join(lines))
+
+
+def random_batches(shape: dict, micro_batch: int, device):
+    """Endless (inputs, labels, positions) of one fixed random micro-batch: the data costs
+    nothing, so the step time is the model's."""
+    seq, vocab = shape["seq_length"], shape["vocab_size"]
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    tokens = torch.randint(0, vocab, (micro_batch, seq + 1), generator=generator).to(device)
+    positions = torch.arange(seq, device=device).expand(micro_batch, -1)
+    while True:
+        yield tokens[:, :-1], tokens[:, 1:], positions
+
+
+def per_token_loss_step(data, chunk):
+    """A minimal megatron forward step: labels into GPTModel (its fp32 vocab-parallel cross
+    entropy), the mean over tokens as the loss."""
+    inputs, labels, position_ids = next(data)
+    per_token = chunk(inputs, position_ids, None, labels=labels)
+
+    def loss_func(output):
+        loss = output.float().mean()
+        return loss, {"lm loss": loss.detach().clone()}
+
+    return per_token, loss_func

@@ -1,4 +1,4 @@
-"""Whole training loop, Llama-style ~1B model: mbridge's pretrain() beside a plain megatron-core loop.
+"""Whole training loop, Llama-style ~1B model: mbridge's pretrain() beside plain megatron-core.
 
     PYTHONPATH=/tmp/site python3 benchmarks/train_loop.py --out benchmarks/results [--tiny]
 
@@ -31,8 +31,8 @@ import time
 from pathlib import Path
 
 import torch
-from llama_bench import (LLAMA_1B, TINY, matmul_tflops, provider_for, step_stats, sync,
-                         write_results)
+from llama_bench import (LLAMA_1B, TINY, matmul_tflops, per_token_loss_step, provider_for,
+                         random_batches, step_stats, sync, write_results)
 
 from mbridge_models import runtime
 
@@ -94,35 +94,18 @@ def plain_megatron(shape: dict, spec: str, micro_batch: int, steps: int, warmup:
             wd_incr_style="constant")
         config.grad_scale_func = optimizer.scale_loss
         config.finalize_model_grads_func = finalize_model_grads
-        seq, vocab = shape["seq_length"], shape["vocab_size"]
-        generator = torch.Generator().manual_seed(0)
-        tokens = torch.randint(0, vocab, (micro_batch, seq + 1), generator=generator).to(device)
-        positions = torch.arange(seq, device=device).expand(micro_batch, -1)
 
-        def batches():
-            while True:
-                yield tokens[:, :-1], tokens[:, 1:], positions
-
-        def forward_step(data, chunk):
-            inputs, labels, position_ids = next(data)
-            per_token = chunk(inputs, position_ids, None, labels=labels)
-
-            def loss_func(output):
-                loss = output.float().mean()
-                return loss, {"lm loss": loss.detach().clone()}
-
-            return per_token, loss_func
-
-        data, times = batches(), []
+        data, times = random_batches(shape, micro_batch, device), []
         forward_backward = get_forward_backward_func()
         for step in range(warmup + steps):
             sync()
             start = time.perf_counter()
             model[0].zero_grad_buffer()
             optimizer.zero_grad()
-            reduced = forward_backward(forward_step_func=forward_step, data_iterator=data,
-                                       model=model, num_microbatches=1, seq_length=seq,
-                                       micro_batch_size=micro_batch, forward_only=False)
+            reduced = forward_backward(
+                forward_step_func=per_token_loss_step, data_iterator=data, model=model,
+                num_microbatches=1, seq_length=shape["seq_length"],
+                micro_batch_size=micro_batch, forward_only=False)
             optimizer.step()
             scheduler.step(increment=micro_batch)
             float(reduced[0]["lm loss"])
