@@ -108,3 +108,23 @@ def test_callback_examples():
     (history,) = ranks[-1]["histories"]  # the refused runs never started training
     assert len(_train_losses(history)) == 4
     assert [h["step"] for h in history if h.get("split") == "validation"] == [2, 4]
+
+
+def test_configuration_migration_examples(e2e_data, tmp_path):
+    (rank,) = run_example("configuration.py", 1, E2E_OUT=tmp_path,
+                          E2E_DATA_PREFIX=e2e_data["prefix"], E2E_SFT_ROOT=e2e_data["sft"],
+                          E2E_TOKENIZER_DIR=e2e_data["tokenizer"])
+    import torch
+
+    result = rank["result"]
+    assert result["validated"]["preset_precision"] == (True, torch.bfloat16)
+    assert result["validated"]["detailed_precision"] == (True, torch.bfloat16)
+    assert "checkpoint.async_save" in result["async_save_refused"]
+    (history,) = rank["histories"]
+    assert [h["step"] for h in history if "split" not in h] == list(range(1, 7))
+    assert _tracker(tmp_path / "checkpoints") == 6
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("iter_*")) == [
+        "iter_0000003", "iter_0000006"]
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    assert list((tmp_path / "tensorboard").glob("*.pt.trace.json"))  # the profiler window
+    assert list((tmp_path / "wandb").rglob("run-*.wandb"))  # offline W&B run
