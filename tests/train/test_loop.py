@@ -83,3 +83,45 @@ def test_legacy_forward_step_and_inference_pattern():
     ((history, outputs),) = run_ranks(_legacy_and_inference, 1)
     assert [h["step"] for h in history if "lse" in h and "split" not in h] == [1, 2]
     assert len(outputs) == 2 and outputs[0]["argmax"].shape == (2, 32)
+
+
+def _save_start(rank, world, directory):
+    """One set of starting weights (TP=PP=1) as a torch_dist checkpoint at iteration 0."""
+    from megatron.core import parallel_state
+
+    from mbridge_config import CheckpointConfig, ConfigContainer
+    from mbridge_train import checkpointing
+    from mbridge_train.state import GlobalState
+
+    provider = llama_like(vocab_size=512, seq_length=32)
+    provider.initialize_model_parallel(seed=7)
+    model = provider.provide()
+    cfg = ConfigContainer(model=provider, checkpoint=CheckpointConfig(
+        save=directory, save_optim=False, save_rng=False))
+    checkpointing.save_checkpoint(GlobalState(cfg=cfg), [model], None, None)
+    parallel_state.destroy_model_parallel()
+
+
+def _pretrain_from(rank, world, directory, tp, pp):
+    from mbridge.training import pretrain
+    from mbridge.training.gpt_step import forward_step
+
+    cfg = _config(eval_interval=None)
+    cfg.model = llama_like(vocab_size=512, seq_length=32, tensor_model_parallel_size=tp,
+                           pipeline_model_parallel_size=pp)
+    cfg.checkpoint.load = directory  # same weights for every layout (resharded on load)
+    return pretrain(cfg, forward_step).history
+
+
+@pytest.mark.multiproc
+def test_tensor_and_pipeline_parallel_2_equal_one_rank(tmp_path):
+    """Same starting weights, same data: TP=2 and PP=2 (2 CPU ranks, fp32) follow the TP=1 run
+    step for step (rtol 1e-5: the layouts only reorder floating-point sums)."""
+    start = str(tmp_path / "start")
+    run_ranks(_save_start, 1, start)
+    (single,) = run_ranks(_pretrain_from, 1, start, 1, 1)
+    losses = _train_losses(single)
+    assert len(losses) == 6 and losses[-1] < losses[0]
+    for tp, pp in ((2, 1), (1, 2)):
+        last_stage = run_ranks(_pretrain_from, 2, start, tp, pp)[-1]
+        torch.testing.assert_close(_train_losses(last_stage), losses, rtol=1e-5, atol=0)
