@@ -97,8 +97,10 @@ def test_every_loss_pattern_becomes_a_schedule_form():
     token_aware = schedule_loss((loss, tokens))
     assert token_aware[0] is loss and int(token_aware[1]) == 3
     assert reduce_reported([token_aware[2]])["loss"] == 2.0
-    as_is = (loss, tokens, {"y": torch.tensor([1.0, 1.0])})
+    as_is = (loss, tokens.to(torch.int), {"y": torch.tensor([1.0, 1.0])})
     assert schedule_loss(as_is) == as_is
+    float_count = schedule_loss((loss, torch.tensor(3.0), {}))[1]  # a mask's sum
+    assert float_count.dtype == torch.int and int(float_count) == 3
 
 
 def test_dict_pattern_trains_on_loss_and_reports_value_over_count():

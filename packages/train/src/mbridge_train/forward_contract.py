@@ -79,7 +79,10 @@ def schedule_loss(result):
         return value, _token_count(count), report
     if isinstance(result, (tuple, list)):
         if len(result) == 3:
-            return tuple(result)
+            loss, count, metadata = result
+            if not (torch.is_tensor(count) and count.dtype == torch.int):
+                count = _token_count(torch.as_tensor(count, device=loss.device))
+            return loss, count, metadata
         if len(result) == 2:
             loss, second = result
             if isinstance(second, Mapping):
