@@ -18,14 +18,13 @@ Writes <out>/layer_spec-<device>.json and .md. ``--tiny`` runs a small model (al
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from pathlib import Path
 
 import torch
-from llama_bench import (LLAMA_1B, TINY, matmul_tflops, per_token_loss_step, provider_for,
-                         random_batches, step_stats, sync, write_results)
+from llama_bench import (LLAMA_1B, TINY, add_row, init_single_rank, matmul_tflops,
+                         per_token_loss_step, provider_for, random_batches, run_result,
+                         step_stats, sync, write_results)
 
 from mbridge_models import runtime
 
@@ -93,17 +92,6 @@ def _summary(provider, spec, times, losses, micro_batch, peak_gib) -> dict:
             "parameters_counted": params, "peak_memory_gib": peak_gib, "losses": losses}
 
 
-def _init_distributed() -> None:
-    if torch.distributed.is_initialized():
-        return
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ.setdefault("MASTER_PORT", "29533")
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if torch.cuda.is_available():
-        torch.cuda.set_device(0)
-    torch.distributed.init_process_group(backend, rank=0, world_size=1)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="benchmarks/results")
@@ -115,9 +103,8 @@ def main() -> None:
     args = parser.parse_args()
 
     runtime.activate()
-    _init_distributed()
+    init_single_rank(29533)
     shape = TINY if args.tiny else LLAMA_1B
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     rate = matmul_tflops()
     rows = []
     for spec in args.specs.split(","):
@@ -130,14 +117,8 @@ def main() -> None:
         print(f"[layer_spec] {spec}: building and training {args.warmup}+{args.steps} steps",
               flush=True)
         row = run_variant(shape, spec, args.micro_batch, args.steps, args.warmup)
-        if rate:
-            row["mfu_vs_measured_matmul"] = row["model_tflops"] / rate
-        print(f"[layer_spec] {spec}: {row['step_ms_median']:.1f} ms/step, "
-              f"{row['tokens_per_s']:.0f} tokens/s, {row['model_tflops']:.1f} TFLOP/s", flush=True)
-        rows.append(row)
-    result = {"device": device, "torch": torch.__version__, "python": platform.python_version(),
-              "shape": shape, "micro_batch": args.micro_batch, "bf16": torch.cuda.is_available(),
-              "matmul_bf16_tflops": rate, "rows": rows}
+        add_row(rows, row, rate, "layer_spec", spec)
+    result = run_result(shape, args.micro_batch, rate, rows)
     write_results(Path(args.out), "layer_spec", "Training step, Llama-style model, layer specs "
                   "side by side", "spec", result, args.tiny)
 

@@ -115,3 +115,35 @@ def per_token_loss_step(data, chunk):
         return loss, {"lm loss": loss.detach().clone()}
 
     return per_token, loss_func
+
+
+def init_single_rank(port: int) -> None:
+    """A one-process group (NCCL on a GPU, gloo on a CPU) unless one is up."""
+    import os
+
+    if torch.distributed.is_initialized():
+        return
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", str(port))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(0)
+    torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo",
+                                         rank=0, world_size=1)
+
+
+def add_row(rows: list, row: dict, rate: float | None, tag: str, label: str) -> None:
+    """Append ``row`` with its MFU against the measured matmul rate, and say it."""
+    if rate:
+        row["mfu_vs_measured_matmul"] = row["model_tflops"] / rate
+    print(f"[{tag}] {label}: {row['step_ms_median']:.1f} ms/step, {row['tokens_per_s']:.0f} "
+          f"tokens/s, {row['model_tflops']:.1f} TFLOP/s", flush=True)
+    rows.append(row)
+
+
+def run_result(shape: dict, micro_batch: int, rate: float | None, rows: list) -> dict:
+    import platform
+
+    return {"device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+            "torch": torch.__version__, "python": platform.python_version(), "shape": shape,
+            "micro_batch": micro_batch, "bf16": torch.cuda.is_available(),
+            "matmul_bf16_tflops": rate, "rows": rows}

@@ -25,14 +25,13 @@ Writes <out>/train_loop-<device>.json and .md.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from pathlib import Path
 
 import torch
-from llama_bench import (LLAMA_1B, TINY, matmul_tflops, per_token_loss_step, provider_for,
-                         random_batches, step_stats, sync, write_results)
+from llama_bench import (LLAMA_1B, TINY, add_row, init_single_rank, matmul_tflops,
+                         per_token_loss_step, provider_for, random_batches, run_result,
+                         step_stats, sync, write_results)
 
 from mbridge_models import runtime
 
@@ -166,15 +165,8 @@ def main() -> None:
     args = parser.parse_args()
 
     runtime.activate()
-    if not torch.distributed.is_initialized():
-        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", "29534")
-        if torch.cuda.is_available():
-            torch.cuda.set_device(0)
-        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo",
-                                             rank=0, world_size=1)
+    init_single_rank(29534)
     shape = TINY if args.tiny else LLAMA_1B
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     rate = matmul_tflops()
     rows = []
     for name in args.rows.split(","):
@@ -184,14 +176,8 @@ def main() -> None:
         else:
             spec = "local" if name.endswith("+spec") else "mcore_local"
             row = plain_megatron(shape, spec, args.micro_batch, args.steps, args.warmup)
-        if rate:
-            row["mfu_vs_measured_matmul"] = row["model_tflops"] / rate
-        print(f"[train_loop] {row['name']}: {row['step_ms_median']:.1f} ms/step, "
-              f"{row['tokens_per_s']:.0f} tokens/s, {row['model_tflops']:.1f} TFLOP/s", flush=True)
-        rows.append(row)
-    result = {"device": device, "torch": torch.__version__, "python": platform.python_version(),
-              "shape": shape, "micro_batch": args.micro_batch, "bf16": torch.cuda.is_available(),
-              "matmul_bf16_tflops": rate, "rows": rows}
+        add_row(rows, row, rate, "train_loop", row["name"])
+    result = run_result(shape, args.micro_batch, rate, rows)
     write_results(Path(args.out), "train_loop", "Training loop, Llama-style model: mbridge vs "
                   "plain megatron-core", "loop", result, args.tiny)
 
