@@ -89,16 +89,11 @@ def _save_start(rank, world, directory):
     """One set of starting weights (TP=PP=1) as a torch_dist checkpoint at iteration 0."""
     from megatron.core import parallel_state
 
-    from mbridge_config import CheckpointConfig, ConfigContainer
-    from mbridge_train import checkpointing
-    from mbridge_train.state import GlobalState
+    from mbridge_train.checkpointing import save_model_weights
 
     provider = llama_like(vocab_size=512, seq_length=32)
     provider.initialize_model_parallel(seed=7)
-    model = provider.provide()
-    cfg = ConfigContainer(model=provider, checkpoint=CheckpointConfig(
-        save=directory, save_optim=False, save_rng=False))
-    checkpointing.save_checkpoint(GlobalState(cfg=cfg), [model], None, None)
+    save_model_weights(provider, [provider.provide()], directory)
     parallel_state.destroy_model_parallel()
 
 

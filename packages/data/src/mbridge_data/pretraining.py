@@ -24,7 +24,9 @@ from mbridge_data.tokenizers.base import Tokenizer
 SPLITS = ("train", "valid", "test")
 
 
-def _check_blend(field: str, prefixes, weights) -> tuple[list[str], list[float] | None]:
+def _check_blend(field: str, prefixes, weights) -> tuple[tuple[list[str], list[float] | None],
+                                                          list[int]]:
+    """((prefixes, weights) as megatron-core takes a blend, each dataset's document count)."""
     if not prefixes:
         raise DataError(f"dataset.{field}: empty list of dataset prefixes")
     prefixes = [str(p) for p in prefixes]
@@ -36,9 +38,9 @@ def _check_blend(field: str, prefixes, weights) -> tuple[list[str], list[float] 
         if any(w < 0 for w in weights) or sum(weights) <= 0:
             raise DataError(f"dataset.{field.replace('blend', 'blend_weights')}: weights must be "
                             f">= 0 with a positive sum, got {weights}")
-    for prefix in prefixes:
-        check_indexed_pair(prefix)
-    return prefixes, weights
+    # The index stores each document's start and the end: one boundary more than documents.
+    documents = [check_indexed_pair(prefix)[1] - 1 for prefix in prefixes]
+    return (prefixes, weights), documents
 
 
 def _check_split(split: str | None) -> str:
@@ -77,17 +79,17 @@ def megatron_config(cfg, tokenizer: Tokenizer):
             if prefixes is None:
                 blend_per_split.append(None)
                 continue
-            blend_per_split.append(_check_blend(f"blend_per_split[{name}]", prefixes, weights))
+            blend_per_split.append(_check_blend(f"blend_per_split[{name}]", prefixes, weights)[0])
             first_prefix = first_prefix or blend_per_split[-1][0][0]
         split = None
     elif cfg.blend is not None:
-        blend = _check_blend("blend", cfg.blend, cfg.blend_weights)
+        blend, documents = _check_blend("blend", cfg.blend, cfg.blend_weights)
         split = _check_split(cfg.split)
         first_prefix = blend[0][0]
     cache = cfg.path_to_cache
     if cache is None and first_prefix is not None:
         cache = str(Path(first_prefix).parent / "cache")
-    return CoreConfig(
+    core = CoreConfig(
         random_seed=cfg.random_seed,
         sequence_length=cfg.sequence_length,
         blend=blend,
@@ -102,6 +104,9 @@ def megatron_config(cfg, tokenizer: Tokenizer):
         eod_mask_loss=cfg.eod_mask_loss,
         create_attention_mask=cfg.create_attention_mask,
     )
+    if blend is not None:
+        _check_splits_have_documents(core, documents)
+    return core
 
 
 def build_pretraining_datasets(
@@ -125,8 +130,6 @@ def build_pretraining_datasets(
         raise DataError("train_valid_test_num_samples: needs [train, valid, test] sample counts")
     core = megatron_config(cfg, tokenizer)
     cls = MockGPTDataset if core.mock else GPTDataset
-    if core.blend is not None:
-        _check_splits_have_documents(core)
     try:
         builder = BlendedMegatronDatasetBuilder(
             cls, list(train_valid_test_num_samples), is_built_on_rank or (lambda: True), core
@@ -136,20 +139,16 @@ def build_pretraining_datasets(
         raise DataError(f"dataset: megatron-core could not build the datasets: {error}") from None
 
 
-def _check_splits_have_documents(core) -> None:
+def _check_splits_have_documents(core, documents: list[int]) -> None:
     """Every split with a share must get documents of every blended dataset: megatron-core
     asserts without a message on an empty one, or loops forever when samples are asked of it.
     Its rule: split i of a dataset of N documents is documents [round(b0 * N), round(b1 * N))."""
-    from mbridge_data.indexed import check_indexed_pair
-
-    for prefix in core.blend[0]:
-        _, boundaries = check_indexed_pair(prefix)
-        documents = boundaries - 1  # the index stores each document's start and the end
+    for prefix, count in zip(core.blend[0], documents):
         for name, bookends in zip(SPLITS, core.split_matrix):
             if bookends is None:
                 continue
-            begin, end = (int(round(b * float(documents))) for b in bookends)
+            begin, end = (int(round(b * float(count))) for b in bookends)
             if end <= begin:
-                raise DataError(f"dataset.split: {core.split!r} leaves none of the {documents} "
+                raise DataError(f"dataset.split: {core.split!r} leaves none of the {count} "
                                 f"documents of {prefix} for the {name} split; give it a larger "
                                 f"share, or 0 to have no {name} split")

@@ -63,11 +63,9 @@ class AutoBridge:
     def save_megatron_checkpoint(self, megatron_path: str | Path, **overrides) -> str:
         import torch
 
-        from mbridge_config import CheckpointConfig, ConfigContainer
         from mbridge_models.conversion.llama import load_hf_weights
         from mbridge_train import checkpointing
         from mbridge_train.distributed import initialize_distributed
-        from mbridge_train.state import GlobalState
 
         initialize_distributed()
         if torch.distributed.get_world_size() != 1:
@@ -78,9 +76,7 @@ class AutoBridge:
         try:
             model = provider.provide()
             load_hf_weights(model, self.hf_state_dict(), provider)
-            cfg = ConfigContainer(model=provider, checkpoint=CheckpointConfig(
-                save=str(megatron_path), save_optim=False, save_rng=False))
-            return checkpointing.save_checkpoint(GlobalState(cfg=cfg), [model], None, None)
+            return checkpointing.save_model_weights(provider, [model], str(megatron_path))
         finally:
             from megatron.core import parallel_state
 

@@ -184,6 +184,17 @@ def save_checkpoint(state, model: list, optimizer, scheduler) -> str | None:
     return directory
 
 
+def save_model_weights(provider, model: list, root: str) -> str:
+    """The model chunks alone (no optimizer, no RNG) as iteration 0 under ``root``: a start that
+    ``pretrained_checkpoint`` or ``load`` reads under any parallel layout (collective)."""
+    from mbridge_config import CheckpointConfig, ConfigContainer
+    from mbridge_train.state import GlobalState
+
+    cfg = ConfigContainer(model=provider, checkpoint=CheckpointConfig(
+        save=str(root), save_optim=False, save_rng=False))
+    return save_checkpoint(GlobalState(cfg=cfg), model, None, None)
+
+
 def _has_state(optimizer) -> bool:
     """Whether the optimizer has taken a step (before that torch's Adam holds no state, and a
     fresh optimizer on resume is exactly what was there)."""

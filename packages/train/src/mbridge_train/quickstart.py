@@ -121,8 +121,11 @@ def _finetune_and_score(cfg, test: list[dict], say):
 def _prompt(cfg, text: str) -> str:
     """The prompt as the fine-tuning data renders it (the dataset's prompt template)."""
     from mbridge_data.finetuning.dataset import sft_options
+    from mbridge_data.finetuning.templates import segments
 
-    return sft_options(cfg.dataset.dataset_kwargs)["templates"].prompt.replace("{input}", text)
+    templates = sft_options(cfg.dataset.dataset_kwargs)["templates"]
+    (prompt, _), _answer = segments({"input": text, "output": ""}, templates)
+    return prompt
 
 
 def _curve(history: list[dict], split: str | None = None) -> list[tuple[int, float]]:
