@@ -5,8 +5,8 @@
 Same process, same model and weights initialisation, same training stack for every variant:
 GPTModelProvider -> provide_distributed_model (megatron DDP, distributed optimizer, bf16
 Float16Module) -> megatron Adam -> megatron's forward/backward schedule, vocab-parallel cross
-entropy. Only ``transformer_layer_spec`` changes: "mcore_local" (megatron's local spec, unfused
-attention), "local" (ours: SDPA attention), and "te" when Transformer Engine is importable.
+entropy. Only ``transformer_layer_spec`` changes: "local" (megatron's local spec, unfused
+attention), "mbridge_local" (ours: SDPA attention), and "te" when Transformer Engine is importable.
 
 Per variant: warm-up steps, then timed steps (CUDA-synchronised wall clock per step); median,
 min/max, IQR of the step time; tokens/s; model TFLOP/s = (6·N + 12·L·s·h)·tokens / step time
@@ -99,7 +99,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--micro-batch", type=int, default=4)
-    parser.add_argument("--specs", default="mcore_local,local,te")
+    parser.add_argument("--specs", default="local,mbridge_local,te")
     args = parser.parse_args()
 
     runtime.activate()

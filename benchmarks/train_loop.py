@@ -64,13 +64,13 @@ def plain_megatron(shape: dict, spec: str, micro_batch: int, steps: int, warmup:
     from megatron.core.transformer.module import Float16Module
 
     _reset_memory()
-    config = provider_for(shape, "local")  # a TransformerConfig; the spec is chosen below
+    config = provider_for(shape, "mbridge_local")  # a TransformerConfig; the spec is chosen below
     config.finalize()
     parallel_state.initialize_model_parallel()
     torch.manual_seed(1234)
     model_parallel_cuda_manual_seed(1234)
     try:
-        layer_spec = (get_gpt_layer_local_spec(normalization="RMSNorm") if spec == "mcore_local"
+        layer_spec = (get_gpt_layer_local_spec(normalization="RMSNorm") if spec == "local"
                       else config.layer_spec())
         device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
         model = GPTModel(config=config, transformer_layer_spec=layer_spec,
@@ -124,7 +124,7 @@ def mbridge_pretrain(shape: dict, micro_batch: int, steps: int, warmup: int) -> 
     from mbridge.training.gpt_step import forward_step
 
     _reset_memory()
-    provider = provider_for(shape, "local")
+    provider = provider_for(shape, "mbridge_local")
     on_gpu = torch.cuda.is_available()
     cfg = ConfigContainer(
         model=provider,
@@ -174,7 +174,7 @@ def main() -> None:
         if name == "mbridge":
             row = mbridge_pretrain(shape, args.micro_batch, args.steps, args.warmup)
         else:
-            spec = "local" if name.endswith("+spec") else "mcore_local"
+            spec = "mbridge_local" if name.endswith("+spec") else "local"
             row = plain_megatron(shape, spec, args.micro_batch, args.steps, args.warmup)
         add_row(rows, row, rate, "train_loop", row["name"])
     result = run_result(shape, args.micro_batch, rate, rows)

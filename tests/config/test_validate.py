@@ -107,8 +107,6 @@ BREAKERS = [
     ("rule_blend", _set("dataset.split", "0,0,0"), "dataset.split"),
     ("rule_packing", lambda cfg: _finetune(cfg, packed=True), "train.micro_batch_size"),
     ("rule_mixed_precision", _set("mixed_precision", "bf32_mixed"), "mixed_precision"),
-    ("rule_comm_overlap", _set("comm_overlap", CommOverlapConfig(tp_comm_overlap=True)),
-     "comm_overlap.tp_comm_overlap"),
     ("rule_logger", _set("logger.log_interval", 0), "logger.log_interval"),
 ]
 

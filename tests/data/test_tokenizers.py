@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mbridge_data.errors import DataError
-from mbridge_data.tokenizers import build_tokenizer, model_vocab_size
+from mbridge_config.vocab import resolve_vocab_size
+from mbridge_data.tokenizers import build_tokenizer
 from mbridge_data.tokenizers.null import NullTokenizer
 
 TEXT = st.text(max_size=200)
@@ -106,13 +107,13 @@ def test_vocab_size_priority_follows_the_spec(corpus_tokenizer):
     from mbridge_config.errors import ConfigError
 
     # The model's vocab size is None: the tokenizer's, padded to 128 x TP.
-    assert model_vocab_size(NullTokenizer(), None, 128, 1) == (384, True)
-    assert model_vocab_size(NullTokenizer(), None, 128, 4) == (512, True)
-    assert model_vocab_size(corpus_tokenizer, None, 128, 2) == (8192, True)
+    assert resolve_vocab_size(None, NullTokenizer().vocab_size, 128, 1) == (384, True)
+    assert resolve_vocab_size(None, NullTokenizer().vocab_size, 128, 4) == (512, True)
+    assert resolve_vocab_size(None, corpus_tokenizer.vocab_size, 128, 2) == (8192, True)
     # Set: used as is (no padding), but never below the tokenizer's.
-    assert model_vocab_size(NullTokenizer(), 300, 128, 4) == (300, False)
+    assert resolve_vocab_size(300, NullTokenizer().vocab_size, 128, 4) == (300, False)
     with pytest.raises(ConfigError, match="model.vocab_size"):
-        model_vocab_size(corpus_tokenizer, 8000)
+        resolve_vocab_size(8000, corpus_tokenizer.vocab_size)
 
 
 @pytest.mark.parametrize("fields, message", [

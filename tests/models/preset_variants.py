@@ -23,7 +23,7 @@ _MLA = dict(q_lora_rank=32, kv_lora_rank=16, qk_head_dim=16, qk_pos_emb_head_dim
 _MLA_FULL_Q = dict(_MLA, q_lora_rank=None, qk_layernorm=False)
 # On a CPU: no torch.compile'd fused activation (numerically the same function), CPU init.
 _CPU = dict(use_cpu_initialization=True, bias_activation_fusion=False,
-            transformer_layer_spec="local")
+            transformer_layer_spec="mbridge_local")
 
 
 def _tiny(cls, **overrides):

@@ -66,16 +66,20 @@ def test_vocab_padding_and_missing_vocab():
 
 
 def test_layer_spec_choice():
-    assert llama_like(transformer_layer_spec="local").layer_spec_choice() == "local"
-    expected = "te" if (torch.cuda.is_available() and _has_te()) else "local"
+    assert llama_like(transformer_layer_spec="mbridge_local").layer_spec_choice() == "mbridge_local"
+    expected = "te" if (torch.cuda.is_available() and _has_te()) else "mbridge_local"
     assert llama_like().layer_spec_choice() == expected
     with pytest.raises(ValueError, match="transformer_layer_spec.*'fast'"):
         llama_like(transformer_layer_spec="fast").layer_spec_choice()
     if not _has_te():
         with pytest.raises(RuntimeError, match="Transformer Engine"):
             llama_like(transformer_layer_spec="te").layer_spec_choice()
+    # "local" is megatron-core's local spec, as everywhere else; the old spelling still works.
+    assert llama_like(transformer_layer_spec="local").layer_spec_choice() == "local"
+    with pytest.warns(DeprecationWarning, match="'mcore_local' is deprecated: write 'local'"):
+        assert llama_like(transformer_layer_spec="mcore_local").layer_spec_choice() == "local"
     with pytest.raises(ConfigError, match="context_parallel_size"):
-        llama_like(context_parallel_size=2, transformer_layer_spec="local").layer_spec()
+        llama_like(context_parallel_size=2, transformer_layer_spec="mbridge_local").layer_spec()
 
 
 def _has_te():
@@ -90,9 +94,9 @@ def _has_te():
 def _local_against_mcore(rank, world, make):
     """Same weights in megatron's local spec and ours: outputs and gradients."""
     results = {}
-    for choice in ("mcore_local", "local"):
+    for choice in ("local", "mbridge_local"):
         model = built(make(transformer_layer_spec=choice))
-        if choice == "local":
+        if choice == "mbridge_local":
             model.load_state_dict(reference_state, strict=True)
         else:
             reference_state = cloned_state(model)
@@ -109,8 +113,8 @@ def _local_against_mcore(rank, world, make):
 @pytest.mark.parametrize("make", [llama_like, moe_like], ids=["llama", "qwen3moe"])
 def test_local_spec_matches_megatron_local_spec(make):
     (results,) = run_ranks(_local_against_mcore, 1, make)
-    mcore_loss, mcore_grads, mcore_attention = results["mcore_local"]
-    ours_loss, ours_grads, ours_attention = results["local"]
+    mcore_loss, mcore_grads, mcore_attention = results["local"]
+    ours_loss, ours_grads, ours_attention = results["mbridge_local"]
     assert (mcore_attention, ours_attention) == ("DotProductAttention", "SDPAttention")
     assert ours_loss == pytest.approx(mcore_loss, rel=1e-6)
     assert mcore_grads.keys() == ours_grads.keys()
@@ -122,7 +126,7 @@ def test_local_spec_matches_megatron_local_spec(make):
 def _packed_vs_separate(rank, world):
     from megatron.core.packed_seq_params import PackedSeqParams
 
-    model = built(llama_like(transformer_layer_spec="local"))
+    model = built(llama_like(transformer_layer_spec="mbridge_local"))
     lengths = [5, 8, 3]
     tokens = torch.randint(0, VOCAB, (1, sum(lengths)), generator=torch.Generator().manual_seed(3))
     positions = torch.cat([torch.arange(n) for n in lengths]).unsqueeze(0)
@@ -143,7 +147,7 @@ def test_packed_sequences_never_attend_across_boundaries():
 
 def _loss_and_logits(rank, world, make, tensor_parallel, sequence_parallel, full_state=None):
     provider = make(tensor_model_parallel_size=tensor_parallel,
-                    sequence_parallel=sequence_parallel, transformer_layer_spec="local")
+                    sequence_parallel=sequence_parallel, transformer_layer_spec="mbridge_local")
     model = built(provider)
     if full_state is None:
         state = cloned_state(model)
@@ -182,7 +186,7 @@ def _distributed(rank, world, bf16):
                           virtual_pipeline_model_parallel_size=2, bf16=bf16,
                           params_dtype=torch.bfloat16 if bf16 else torch.float32,
                           pipeline_dtype=torch.bfloat16 if bf16 else torch.float32,
-                          transformer_layer_spec="local")
+                          transformer_layer_spec="mbridge_local")
     try:
         provider.provide_distributed_model()
     except RuntimeError as error:
@@ -256,7 +260,7 @@ def test_the_model_takes_tokens_alone():
 
 
 def test_local_moe_with_bias_is_refused_at_build_time():
-    provider = moe_like(add_bias_linear=True, transformer_layer_spec="local")
+    provider = moe_like(add_bias_linear=True, transformer_layer_spec="mbridge_local")
     with pytest.raises(ConfigError, match="add_bias_linear=False") as error:
         provider.layer_spec()
     assert error.value.fields == ["model.add_bias_linear"]

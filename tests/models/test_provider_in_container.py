@@ -37,7 +37,7 @@ def test_yaml_round_trip_keeps_the_provider(tmp_path):
 
 def test_overrides_reach_provider_fields():
     cfg = _container()
-    cfg.apply_overrides(["model.num_layers=4", "model.transformer_layer_spec=mcore_local"])
-    assert cfg.model.num_layers == 4 and cfg.model.transformer_layer_spec == "mcore_local"
+    cfg.apply_overrides(["model.num_layers=4", "model.transformer_layer_spec=local"])
+    assert cfg.model.num_layers == 4 and cfg.model.transformer_layer_spec == "local"
     with pytest.raises(ConfigError, match="model.num_layer"):
         cfg.apply_overrides(["model.num_layer=4"])

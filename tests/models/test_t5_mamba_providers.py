@@ -39,11 +39,11 @@ def _t5_batch():
 
 def _t5_local_vs_mcore(rank, world):
     out = {}
-    for choice in ("mcore_local", "local"):
+    for choice in ("local", "mbridge_local"):
         provider = _t5(transformer_layer_spec=choice)
         provider.initialize_model_parallel(seed=3)
         model = provider.provide()
-        if choice == "local":
+        if choice == "mbridge_local":
             model.load_state_dict(reference, strict=True)
         else:
             reference = cloned_state(model)
@@ -58,7 +58,7 @@ def _t5_local_vs_mcore(rank, world):
 
 def test_t5_local_spec_matches_megatron_local_spec_and_trains():
     (out,) = run_ranks(_t5_local_vs_mcore, 1)
-    (mcore_loss, mcore_grads), (loss, grads) = out["mcore_local"], out["local"]
+    (mcore_loss, mcore_grads), (loss, grads) = out["local"], out["mbridge_local"]
     assert math.isfinite(loss) and loss == pytest.approx(mcore_loss, rel=1e-6)
     assert grads.keys() == mcore_grads.keys() and len(grads) > 10
     for name in grads:

@@ -16,7 +16,7 @@ def tiny_provider(tp: int = 1, **overrides):
         num_query_groups=GROUPS, vocab_size=VOCAB, seq_length=SEQ, normalization="RMSNorm",
         gated_linear_unit=True, activation_func=F.silu, add_bias_linear=False,
         position_embedding_type="rope", share_embeddings_and_output_weights=False,
-        transformer_layer_spec="local", use_cpu_initialization=True, hidden_dropout=0.0,
+        transformer_layer_spec="mbridge_local", use_cpu_initialization=True, hidden_dropout=0.0,
         attention_dropout=0.0, tensor_model_parallel_size=tp)
     fields.update(overrides)
     return GPTModelProvider(**fields)

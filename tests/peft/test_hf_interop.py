@@ -34,7 +34,7 @@ def _converted_logits(hf_dir, ids):
     from mbridge_models.conversion.llama import load_hf_weights, provider_from_hf_config
 
     provider = provider_from_hf_config(AutoConfig.from_pretrained(hf_dir),
-                                       transformer_layer_spec="local",
+                                       transformer_layer_spec="mbridge_local",
                                        use_cpu_initialization=True, seq_length=ids.shape[1])
     model = h.build(provider)
     load_hf_weights(model, load_file(f"{hf_dir}/model.safetensors"), provider)
@@ -50,7 +50,7 @@ def _megatron_side(rank, world_size, hf_dir, out_dirs, ids, qwen_dir):
     from mbridge_peft import DoRA, LoRA, export_hf_peft
 
     config = AutoConfig.from_pretrained(hf_dir)
-    provider = provider_from_hf_config(config, transformer_layer_spec="local",
+    provider = provider_from_hf_config(config, transformer_layer_spec="mbridge_local",
                                        use_cpu_initialization=True, seq_length=ids.shape[1])
     hf_state = load_file(f"{hf_dir}/model.safetensors")
     positions = torch.arange(ids.shape[1]).unsqueeze(0).expand(ids.shape[0], -1)

@@ -138,8 +138,9 @@ def _rng_and_optional_parts(rank, world, tmp):
     run = train(setup(_config(tmp / "full", load=str(tmp / "full"), exit_interval=1)),
                 forward_step)  # one step, so the optimizer has state to save
     ckpt, args = run.state.cfg.checkpoint, (run.state, run.model, run.optimizer, run.scheduler)
+    save_args = (ckpt, run.state.train_state, run.model, run.optimizer, run.scheduler)
     random.seed(rank), np.random.seed(10 + rank), torch.manual_seed(20 + rank)
-    ck.save_checkpoint(*args)
+    ck.save_checkpoint(*save_args)
     expected = _draws()
     scrambled = lambda: (random.seed(99), np.random.seed(99), torch.manual_seed(99))  # noqa: E731
     scrambled()
@@ -154,7 +155,7 @@ def _rng_and_optional_parts(rank, world, tmp):
 
     ckpt.save, ckpt.load, ckpt.save_optim, ckpt.save_rng = (str(tmp / "lean"),) * 2 + (False,) * 2
     ckpt.load_rng = True
-    ck.save_checkpoint(*args)
+    ck.save_checkpoint(*save_args)
     lean_keys = sorted(ck._saved_shapes(ck.iteration_dir(ckpt.save, 1)))
     ck.load_checkpoint(*args)
     teardown()
@@ -383,7 +384,7 @@ def _bad_inputs(rank, world, tmp):
             chained = error.__cause__ is not None or (
                 error.__context__ is not None and not error.__suppress_context__)
             results[name] = (type(error).__name__, str(error),
-                             origin.endswith(("checkpointing.py", "errors.py")), chained)
+                             origin.endswith(("checkpointing.py", "errors.py", "container.py")), chained)
         teardown()
     return results
 

@@ -25,7 +25,6 @@ def test_token_id_data_without_a_tokenizer_gets_a_null_tokenizer_of_the_model_vo
         cfg = _cfg(dataset)
         tokenizer = data_setup.build_tokenizer(cfg)
         assert tokenizer.vocab_size == 1000 and cfg.model.vocab_size == 1000
-        assert not cfg.model.should_pad_vocab  # the model's own size wins, unpadded
 
 
 @pytest.mark.parametrize("dataset, vocab, words", [
@@ -40,11 +39,13 @@ def test_a_missing_tokenizer_is_refused_where_it_matters(dataset, vocab, words):
     assert error.value.fields == ["tokenizer"]
 
 
-def test_a_given_tokenizer_sets_an_unset_model_vocab_padded():
+def test_building_the_tokenizer_leaves_the_config_alone():
+    """The vocab-size derivation is ConfigContainer.resolve_vocab_size's (called by setup), not
+    a side effect of a builder (issue 17: builders wrote into the config they read)."""
     cfg = _cfg(MockGPTDatasetConfig(sequence_length=8),
                TokenizerConfig(tokenizer_type="NullTokenizer", vocab_size=300), vocab_size=None)
-    data_setup.build_tokenizer(cfg)
-    assert (cfg.model.vocab_size, cfg.model.should_pad_vocab) == (384, True)  # 300 -> x128
+    assert data_setup.build_tokenizer(cfg).vocab_size == 300
+    assert (cfg.model.vocab_size, cfg.model.should_pad_vocab) == (None, False)
 
 
 def test_fine_tuning_cycles_by_default_and_a_short_single_pass_is_refused():

@@ -93,7 +93,7 @@ def _save_start(rank, world, directory):
 
     provider = llama_like(vocab_size=512, seq_length=32)
     provider.initialize_model_parallel(seed=7)
-    save_model_weights(provider, [provider.provide()], directory)
+    save_model_weights([provider.provide()], directory)
     parallel_state.destroy_model_parallel()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -20,6 +21,7 @@ from mbridge_config.mixed_precision import (
 )
 from mbridge_config.overrides import apply_overrides
 from mbridge_config.protocols import ModelProviderProtocol, PEFTProtocol
+from mbridge_config.vocab import resolve_vocab_size
 from mbridge_config.training import (
     CheckpointConfig,
     DistributedInitConfig,
@@ -68,17 +70,35 @@ class ConfigContainer:
             self.comm_overlap.setup(self.model, self.ddp)
         if self.optimizer.use_distributed_optimizer:
             self.ddp.use_distributed_optimizer = True
+        model, optimizer = self.model, self.optimizer
+        optimizer.bf16 = bool(getattr(model, "bf16", False))  # main params follow the model
+        optimizer.fp16 = bool(getattr(model, "fp16", False))
+        optimizer.params_dtype = getattr(model, "params_dtype", optimizer.params_dtype)
+        if optimizer.min_lr is None:  # megatron's param groups carry it; decay ends at 0
+            optimizer.min_lr = 0.0
         finalize_model = getattr(self.model, "finalize", None)
         if callable(finalize_model):  # providers validate once their fields are settled
             finalize_model()
         return self
 
+    def resolve_vocab_size(self, tokenizer_vocab_size: int) -> "ConfigContainer":
+        """The last derivation, once the tokenizer is built: the model's vocab size by the
+        Megatron Bridge priority rule (``mbridge_config.vocab``). Idempotent: a size already
+        derived (or set with ``should_pad_vocab=True``) stays padded."""
+        model = self.model
+        size, padded = resolve_vocab_size(
+            model.vocab_size, tokenizer_vocab_size, model.make_vocab_size_divisible_by,
+            model.tensor_model_parallel_size)
+        model.vocab_size, model.should_pad_vocab = size, padded or model.should_pad_vocab
+        return self
+
     def validate(self, world_size: int | None = None) -> "ConfigContainer":
-        """Raise one ConfigError listing every violated rule; return self when all hold."""
+        """Raise one ConfigError listing every violated rule (``all_rules()``: RULES and those
+        of installed packages); return self when all hold."""
         if world_size is None:
             world_size = int(os.environ.get("WORLD_SIZE", "1"))
         problems: list[tuple[str, str]] = []
-        for rule in RULES:
+        for rule in all_rules():
             problems += rule(self, world_size)
         if problems:
             raise ConfigError(problems)
@@ -223,6 +243,18 @@ def rule_tokenizer_files(cfg: ConfigContainer, world_size: int) -> Problems:
             for name in needs if not getattr(tok, name)]
 
 
+def schedule_lengths(cfg: ConfigContainer) -> tuple[int, int] | None:
+    """(warm-up, decay) iterations of the learning-rate schedule, or None without a length;
+    the scheduler builder and rule_scheduler both read them from here."""
+    sched = cfg.scheduler
+    decay = sched.lr_decay_iters or cfg.train.train_iters
+    if decay is None:
+        return None
+    if sched.lr_warmup_fraction is not None:
+        return int(sched.lr_warmup_fraction * decay), decay
+    return sched.lr_warmup_iters or 0, decay
+
+
 def rule_scheduler(cfg: ConfigContainer, world_size: int) -> Problems:
     sched, problems = cfg.scheduler, []
     if sched.lr_warmup_fraction is not None:
@@ -232,12 +264,17 @@ def rule_scheduler(cfg: ConfigContainer, world_size: int) -> Problems:
         if not 0.0 <= sched.lr_warmup_fraction <= 1.0:
             problems.append(("scheduler.lr_warmup_fraction",
                              f"must lie in [0, 1], got {sched.lr_warmup_fraction}"))
-    decay = sched.lr_decay_iters if sched.lr_decay_iters is not None else cfg.train.train_iters
-    if decay is not None and sched.lr_warmup_iters > decay:
-        problems.append(("scheduler.lr_warmup_iters",
-                         f"{sched.lr_warmup_iters} warmup iterations exceed the "
-                         f"{decay} decay iterations"))
-    if sched.lr_decay_style == "WSD" and sched.lr_wsd_decay_iters is not None and decay is not None:
+    lengths = schedule_lengths(cfg)
+    if lengths is None:
+        problems.append(("scheduler.lr_decay_iters", "set train.train_iters or lr_decay_iters"))
+        return problems
+    warmup, decay = lengths
+    if warmup and warmup >= decay:  # megatron's scheduler asserts warm-up < decay
+        field = ("scheduler.lr_warmup_fraction" if sched.lr_warmup_fraction is not None
+                 else "scheduler.lr_warmup_iters")
+        problems.append((field, f"{warmup} warm-up iterations must be fewer than the "
+                                f"{decay} decay iterations"))
+    if sched.lr_decay_style == "WSD" and sched.lr_wsd_decay_iters is not None:
         if sched.lr_wsd_decay_iters > decay:
             problems.append(("scheduler.lr_wsd_decay_iters",
                              f"{sched.lr_wsd_decay_iters} exceeds the {decay} decay iterations"))
@@ -316,17 +353,6 @@ def rule_mixed_precision(cfg: ConfigContainer, world_size: int) -> Problems:
     return []
 
 
-def rule_comm_overlap(cfg: ConfigContainer, world_size: int) -> Problems:
-    overlap = cfg.comm_overlap
-    if overlap is None or not overlap.tp_comm_overlap:
-        return []
-    tp = _parallel_sizes(cfg)[0]
-    if tp < 2 or not getattr(cfg.model, "sequence_parallel", False):
-        return [("comm_overlap.tp_comm_overlap",
-                 "needs tensor_model_parallel_size > 1 and sequence_parallel=True on the model")]
-    return []
-
-
 def rule_logger(cfg: ConfigContainer, world_size: int) -> Problems:
     if cfg.logger.log_interval < 1:
         return [("logger.log_interval", f"must be positive, got {cfg.logger.log_interval}")]
@@ -336,5 +362,22 @@ def rule_logger(cfg: ConfigContainer, world_size: int) -> Problems:
 RULES: list[Callable[[ConfigContainer, int], Problems]] = [
     rule_batch_sizes, rule_train_length, rule_peft_needs_pretrained, rule_checkpoint,
     rule_sequence_length, rule_vocab_size, rule_tokenizer_files, rule_scheduler, rule_profiling,
-    rule_blend, rule_packing, rule_mixed_precision, rule_comm_overlap, rule_logger,
+    rule_blend, rule_packing, rule_mixed_precision, rule_logger,
 ]
+
+
+def all_rules() -> list[Callable[[ConfigContainer, int], Problems]]:
+    """RULES plus those installed packages declare under the ``mbridge_config.rules`` entry
+    point (a list of rules each: what that package implements, e.g. mbridge-train's checkpoint
+    formats), so every check runs in validate(), before anything is built."""
+    return RULES + _installed_rules()
+
+
+@functools.cache
+def _installed_rules() -> list[Callable[[ConfigContainer, int], Problems]]:
+    from importlib.metadata import entry_points
+
+    rules: list = []
+    for point in sorted(entry_points(group="mbridge_config.rules"), key=lambda p: p.name):
+        rules += [rule for rule in point.load() if rule not in rules]
+    return rules

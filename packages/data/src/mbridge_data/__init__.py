@@ -14,7 +14,6 @@ _EXPORTS = {
     "DataError": "mbridge_data.errors",
     "Tokenizer": "mbridge_data.tokenizers",
     "build_tokenizer": "mbridge_data.tokenizers",
-    "model_vocab_size": "mbridge_data.tokenizers",
     "preprocess": "mbridge_data.preprocess",
     "check_indexed_pair": "mbridge_data.indexed",
     "build_pretraining_datasets": "mbridge_data.pretraining",

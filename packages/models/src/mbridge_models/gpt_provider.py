@@ -51,7 +51,7 @@ class GPTModelProvider(ModelProviderMixin, TransformerConfig):
     scatter_embedding_sequence_parallel: bool = field(default=True, kw_only=True)
 
     transformer_layer_spec: Any = field(default="auto", kw_only=True)
-    """"auto" | "te" | "local" | "mcore_local" (see layer_specs), a megatron ModuleSpec, or a
+    """"auto" | "te" | "mbridge_local" | "local" (see layer_specs), a megatron ModuleSpec, or a
     callable ``(provider, vp_stage) -> spec``."""
 
     # Parallelism fields of the Megatron Bridge table that megatron-core 0.19 no longer has
@@ -63,6 +63,12 @@ class GPTModelProvider(ModelProviderMixin, TransformerConfig):
     """The Hugging Face model this preset describes (documentation; nothing is downloaded)."""
 
     # ------------------------------------------------------------------ building
+
+    def finalize(self):
+        if not self._finalized and isinstance(self.transformer_layer_spec, str) and \
+                self.layer_spec_choice() != "te":
+            self.transformer_impl = "local"  # megatron picks the MLA q/kv norm backend from it
+        return super().finalize()
 
     def layer_spec_choice(self) -> str:
         spec = self.transformer_layer_spec

@@ -1,16 +1,20 @@
 """Which megatron-core layer implementation a provider builds with.
 
 - ``"te"``: Transformer Engine modules (megatron-core's TE spec); needs TE and CUDA.
-- ``"local"``: megatron-core's own modules with core attention replaced by SDPA (ours, fast
-  without TE; same parameters and state-dict keys as megatron-core's local spec).
-- ``"mcore_local"``: megatron-core's local spec untouched (the baseline ours is compared with).
-- ``"auto"``: ``"te"`` when TE is importable and CUDA present, otherwise ``"local"``.
+- ``"mbridge_local"``: megatron-core's own modules with core attention replaced by SDPA and
+  sequence-parallel-aware torch norms (ours, fast without TE; same parameters and state-dict
+  keys as megatron-core's local spec).
+- ``"local"``: megatron-core's local spec untouched, as the name means to every megatron user
+  (the baseline ours is compared with). ``"mcore_local"``, its earlier spelling here, is still
+  accepted with a deprecation warning.
+- ``"auto"``: ``"te"`` when TE is importable and CUDA present, otherwise ``"mbridge_local"``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import warnings
 from typing import Literal
 
 import torch
@@ -20,8 +24,9 @@ from megatron.core.transformer.torch_norm import WrappedTorchNorm
 
 from mbridge_models.attention import SDPAttention
 
-LayerSpecChoice = Literal["auto", "te", "local", "mcore_local"]
-CHOICES = ("auto", "te", "local", "mcore_local")
+LayerSpecChoice = Literal["auto", "te", "mbridge_local", "local"]
+CHOICES = ("auto", "te", "mbridge_local", "local")
+DEPRECATED = {"mcore_local": "local"}
 
 
 def transformer_engine_usable() -> bool:
@@ -30,14 +35,19 @@ def transformer_engine_usable() -> bool:
 
 def resolve_choice(choice: str) -> str:
     """The concrete implementation for ``choice``; a clear error for impossible requests."""
+    if choice in DEPRECATED:
+        warnings.warn(f"transformer_layer_spec={choice!r} is deprecated: write "
+                      f"{DEPRECATED[choice]!r} (megatron-core's local spec)", DeprecationWarning,
+                      stacklevel=3)
+        choice = DEPRECATED[choice]
     if choice not in CHOICES:
         raise ValueError(f"transformer_layer_spec: {choice!r} is not one of {', '.join(CHOICES)}")
     if choice == "auto":
-        return "te" if transformer_engine_usable() else "local"
+        return "te" if transformer_engine_usable() else "mbridge_local"
     if choice == "te" and not transformer_engine_usable():
         raise RuntimeError(
             "transformer_layer_spec='te' needs Transformer Engine on a CUDA machine "
-            "(pip install 'mbridge-models[te]'); use 'local' otherwise")
+            "(pip install 'mbridge-models[te]'); use 'mbridge_local' otherwise")
     return choice
 
 
@@ -46,8 +56,6 @@ def gpt_layer_spec(config, choice: str, vp_stage: int | None = None):
     from megatron.core.models.gpt import gpt_layer_specs as specs
 
     use_te = choice == "te"
-    if not use_te:  # megatron picks the MLA q/kv norm backend from this field
-        config.transformer_impl = "local"
     qk_l2_norm = getattr(config, "qk_l2_norm", False)
     if config.num_moe_experts:
         spec = specs.get_gpt_decoder_block_spec(
@@ -62,7 +70,7 @@ def gpt_layer_spec(config, choice: str, vp_stage: int | None = None):
             qk_layernorm=config.qk_layernorm,
             multi_latent_attention=config.multi_latent_attention,
             normalization=config.normalization, qk_l2_norm=qk_l2_norm)
-    return fast_local_spec(spec, config, vp_stage) if choice == "local" else spec
+    return fast_local_spec(spec, config, vp_stage) if choice == "mbridge_local" else spec
 
 
 def fast_local_spec(spec, config, vp_stage: int | None = None):

@@ -38,7 +38,7 @@ class T5ModelProvider(ModelProviderMixin, TransformerConfig):
     relative_attention_num_buckets: int = field(default=32, kw_only=True)
     relative_attention_max_distance: int = field(default=128, kw_only=True)
     transformer_layer_spec: str = field(default="auto", kw_only=True)
-    """"auto" | "te" | "local" | "mcore_local", as for GPTModelProvider."""
+    """"auto" | "te" | "mbridge_local" | "local", as for GPTModelProvider."""
     encoder_tensor_model_parallel_size: int = field(default=0, kw_only=True)
     encoder_pipeline_model_parallel_size: int = field(default=0, kw_only=True)
 
@@ -62,7 +62,7 @@ class T5ModelProvider(ModelProviderMixin, TransformerConfig):
                     t5_spec.get_t5_decoder_with_transformer_engine_block_spec(self.num_layers))
         encoder = t5_spec.get_t5_encoder_with_local_block_spec(self.encoder_num_layers)
         decoder = t5_spec.get_t5_decoder_with_local_block_spec(self.num_layers)
-        if choice == "local":
+        if choice == "mbridge_local":
             encoder, decoder = (layer_specs.fast_local_spec(encoder, self),
                                 layer_specs.fast_local_spec(decoder, self))
         return encoder, decoder

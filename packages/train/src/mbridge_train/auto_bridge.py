@@ -76,7 +76,7 @@ class AutoBridge:
         try:
             model = provider.provide()
             load_hf_weights(model, self.hf_state_dict(), provider)
-            return checkpointing.save_model_weights(provider, [model], str(megatron_path))
+            return checkpointing.save_model_weights([model], str(megatron_path))
         finally:
             from megatron.core import parallel_state
 

@@ -30,32 +30,10 @@ CONFIG_FILE = "run_config.yaml"
 ADAPTER_MARK = ".adapter."
 _INFO = "mbridge"  # common-state entry describing what a checkpoint holds
 _RNG_KEY = "mbridge_rng_state"
-_SCHEDULE_HOOKS = ("grad_scale_func", "finalize_model_grads_func", "no_sync_func",
-                   "grad_sync_func", "param_sync_func", "timers")
 _LENIENT = {"log_unexpected", "log_all", "return_unexpected", "return_all", "ignore_all"}
-
-# Fields whose non-default values this module does not implement: (field, the supported value).
-_UNSUPPORTED = (
-    ("ckpt_format", "torch_dist"), ("async_save", False), ("non_persistent_ckpt_type", None),
-    ("non_persistent_save_interval", None), ("non_persistent_local_ckpt_dir", None),
-    ("replication", False), ("use_checkpoint_args", False),
-    ("use_mp_args_from_checkpoint_args", False), ("ckpt_convert_format", None),
-    ("save_retain_interval", None), ("load_main_params_from_ckpt", False),
-)
-
 
 class CheckpointError(RuntimeError):
     """A checkpoint file or folder is missing, unfinished, corrupt or does not fit the model."""
-
-
-def check_supported(ckpt) -> None:
-    """Fail before any work on options mbridge's checkpoints do not implement."""
-    for name, supported in _UNSUPPORTED:
-        value = getattr(ckpt, name)
-        if value != supported:
-            raise ConfigError(f"{value!r} is not supported (mbridge writes synchronous, persistent "
-                              f"torch_dist checkpoints); use {supported!r}",
-                              field=f"checkpoint.{name}")
 
 
 # ----------------------------------------------------------------------------- layout
@@ -150,31 +128,31 @@ def _is_finished(directory: str) -> bool:
 # ----------------------------------------------------------------------------- saving
 
 
-def save_checkpoint(state, model: list, optimizer, scheduler) -> str | None:
-    """Save the run to ``<save>/iter_<step>`` and then move the tracker to it (collective)."""
+def save_checkpoint(ckpt, train_state, model: list, optimizer=None, scheduler=None, *,
+                    adapters_only: bool = False, run_config=None) -> str | None:
+    """Save to ``<ckpt.save>/iter_<train_state.step>`` and then move the tracker to it
+    (collective). ``adapters_only``: a PEFT run's adapters (and their optimizer state);
+    ``run_config``: the ConfigContainer written beside it as YAML, for humans."""
     from megatron.core import dist_checkpointing
 
-    cfg = state.cfg
-    ckpt = cfg.checkpoint
     if not ckpt.save:
         return None
-    root, iteration = ckpt.save, state.train_state.step
+    root, iteration = ckpt.save, train_state.step
     directory = iteration_dir(root, iteration)
     _prepare_folder(root, directory, iteration)
-    adapters_only = cfg.peft is not None
-    with_optim = ckpt.save_optim and _has_state(optimizer)
+    with_optim = bool(ckpt.save_optim and optimizer is not None and _has_state(optimizer))
     metadata = _sharding_metadata(ckpt, optimizer)
     request = _sharded_request(model, optimizer if with_optim else None, metadata,
                                adapters_only=adapters_only, loading=False, rng=ckpt.save_rng)
-    request["train_state"] = state.train_state.state_dict()
+    request["train_state"] = train_state.state_dict()
     if with_optim:
         request["opt_param_scheduler"] = scheduler.state_dict()
     request[_INFO] = _describe(adapters_only, with_optim, ckpt.save_rng)
     _in_process_write_results()
     dist_checkpointing.save(request, directory, _save_strategy(ckpt),
                             content_metadata=_serializable(metadata))
-    if _rank() == 0:
-        _write_config(cfg, os.path.join(directory, CONFIG_FILE))
+    if _rank() == 0 and run_config is not None:
+        _write_config(run_config, os.path.join(directory, CONFIG_FILE))
     _barrier()
     if _rank() == 0:
         write_tracker(root, iteration)
@@ -184,15 +162,14 @@ def save_checkpoint(state, model: list, optimizer, scheduler) -> str | None:
     return directory
 
 
-def save_model_weights(provider, model: list, root: str) -> str:
+def save_model_weights(model: list, root: str) -> str:
     """The model chunks alone (no optimizer, no RNG) as iteration 0 under ``root``: a start that
     ``pretrained_checkpoint`` or ``load`` reads under any parallel layout (collective)."""
-    from mbridge_config import CheckpointConfig, ConfigContainer
-    from mbridge_train.state import GlobalState
+    from mbridge_config import CheckpointConfig
+    from mbridge_train.state import TrainState
 
-    cfg = ConfigContainer(model=provider, checkpoint=CheckpointConfig(
-        save=str(root), save_optim=False, save_rng=False))
-    return save_checkpoint(GlobalState(cfg=cfg), model, None, None)
+    return save_checkpoint(CheckpointConfig(save=str(root), save_optim=False, save_rng=False),
+                           TrainState(), model)
 
 
 def _has_state(optimizer) -> bool:
@@ -217,20 +194,12 @@ def _prepare_folder(root: str, directory: str, iteration: int) -> None:
 
 
 def _write_config(cfg, path: str) -> None:
-    """The run's config beside its checkpoint, for humans; without the callables the loop wires
-    into the model config for megatron's schedule (training._configure_schedule), which are not
-    configuration. A config YAML cannot hold (a lambda) costs a warning, not the save."""
-    model = cfg.model
-    saved = {name: getattr(model, name) for name in _SCHEDULE_HOOKS if hasattr(model, name)}
+    """The run's config beside its checkpoint, for humans. A config YAML cannot hold (a
+    lambda) costs a warning, not the save."""
     try:
-        for name in saved:
-            setattr(model, name, None)
         cfg.to_yaml(path)
     except ConfigError as error:
         warnings.warn(f"{path} not written: {error}", stacklevel=2)
-    finally:
-        for name, value in saved.items():
-            setattr(model, name, value)
 
 
 def _prune(root: str, tracked: int, keep: int | None) -> None:

@@ -11,8 +11,8 @@ from mbridge_config.errors import ConfigError
 
 
 def build_tokenizer(cfg):
-    """The run's tokenizer; applies the vocab-size priority rule to the model provider (the
-    provider's own vocab_size wins, else the tokenizer's, padded).
+    """The run's tokenizer (setup then settles the model's vocab size from it:
+    ``ConfigContainer.resolve_vocab_size``).
 
     Pretraining data is already token ids, so without ``cfg.tokenizer`` a GPT dataset gets a
     NullTokenizer of the model's vocabulary (as Megatron Bridge's examples assume). That is
@@ -35,12 +35,7 @@ def build_tokenizer(cfg):
                    else "model.vocab_size is None, so it must come from a tokenizer")
             raise ConfigError(f"is None: {why}; set e.g. TokenizerConfig(tokenizer_type="
                               "'HuggingFaceTokenizer', tokenizer_model=...)", field="tokenizer")
-    tokenizer = mbridge_data.build_tokenizer(config)
-    model = cfg.model
-    model.vocab_size, model.should_pad_vocab = mbridge_data.model_vocab_size(
-        tokenizer, model.vocab_size, model.make_vocab_size_divisible_by,
-        model.tensor_model_parallel_size)
-    return tokenizer
+    return mbridge_data.build_tokenizer(config)
 
 
 def sample_counts(cfg) -> list[int]:

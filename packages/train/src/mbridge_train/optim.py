@@ -3,48 +3,34 @@
 from __future__ import annotations
 
 from mbridge_config import OptimizerConfig, SchedulerConfig
-from mbridge_config.errors import ConfigError
+from mbridge_config.container import schedule_lengths
 
 
 def build_optimizer(cfg, model: list):
     """megatron-core's optimizer over the trainable parameters of ``model`` (frozen ones, e.g.
-    a PEFT base, are left out by megatron's parameter grouping)."""
+    a PEFT base, are left out by megatron's parameter grouping). Its precision fields were
+    derived from the model by ``ConfigContainer.finalize``."""
     from megatron.core.optimizer import get_megatron_optimizer
 
-    provider = cfg.model
-    cfg.optimizer.bf16 = bool(provider.bf16)
-    cfg.optimizer.fp16 = bool(provider.fp16)
-    cfg.optimizer.params_dtype = provider.params_dtype
-    if cfg.optimizer.min_lr is None:  # megatron's param groups carry it; decay ends at 0
-        cfg.optimizer.min_lr = 0.0
     return get_megatron_optimizer(cfg.optimizer, model)
 
 
 def build_scheduler(cfg, optimizer):
-    """OptimizerParamScheduler counted in samples (megatron's convention: step(increment=gbs))."""
+    """OptimizerParamScheduler counted in samples (megatron's convention: step(increment=gbs)).
+    The lengths were checked by ``validate()`` (rule_scheduler reads the same schedule_lengths)."""
     from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 
     sched, opt, train = cfg.scheduler, cfg.optimizer, cfg.train
     gbs = train.global_batch_size
-    decay_iters = sched.lr_decay_iters or train.train_iters
-    if decay_iters is None:
-        raise ConfigError("set train.train_iters or scheduler.lr_decay_iters",
-                          field="scheduler.lr_decay_iters")
-    decay_steps = decay_iters * gbs
-    if sched.lr_warmup_fraction is not None:
-        warmup_steps = int(sched.lr_warmup_fraction * decay_steps)
-    else:
-        warmup_steps = (sched.lr_warmup_iters or 0) * gbs
-    if warmup_steps and warmup_steps >= decay_steps:  # megatron's scheduler asserts warmup < decay
-        raise ConfigError(f"warm-up ({warmup_steps // gbs} iterations) must be shorter than the "
-                          f"decay ({decay_iters})", field="scheduler.lr_warmup_iters")
+    warmup_iters, decay_iters = schedule_lengths(cfg)
+    decay_steps, warmup_steps = decay_iters * gbs, warmup_iters * gbs
     wd_steps = (sched.wd_incr_steps or train.train_iters or decay_iters) * gbs
     wsd_steps = sched.lr_wsd_decay_iters * gbs if sched.lr_wsd_decay_iters else None
     return OptimizerParamScheduler(
         optimizer,
         init_lr=sched.lr_warmup_init,
         max_lr=opt.lr,
-        min_lr=opt.min_lr if opt.min_lr is not None else 0.0,
+        min_lr=opt.min_lr,
         lr_warmup_steps=warmup_steps,
         lr_decay_steps=decay_steps,
         lr_decay_style=sched.lr_decay_style,

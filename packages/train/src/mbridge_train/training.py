@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -39,6 +40,9 @@ class Run:
     history: list[dict] = field(default_factory=list)
     """One dict per logged step (step, lr, grad_norm, step_time_s, losses) and per evaluation
     (step, split, losses); the loss-curve plot takes its validation points from here."""
+    hooks: dict[str, Any] = field(default_factory=dict)
+    """Model-config attributes megatron's schedule reads during a call (grad_scale_func, timers,
+    ...), set only for the duration of each call (``_scheduled``)."""
 
 
 def setup(cfg, *, training_mode: str = "pretrain") -> Run:
@@ -54,7 +58,6 @@ def setup(cfg, *, training_mode: str = "pretrain") -> Run:
     cfg.finalize()
     cfg.validate(world_size)
     preflight.run(cfg)
-    checkpointing.check_supported(cfg.checkpoint)
     state = GlobalState(cfg=cfg)
     state.timers = Timers(cfg.logger.timing_log_level, cfg.logger.timing_log_option)
     provider = cfg.model
@@ -68,6 +71,8 @@ def setup(cfg, *, training_mode: str = "pretrain") -> Run:
                                      cfg.train.global_batch_size, cfg.train.micro_batch_size,
                                      dp_size)
     state.tokenizer = data_setup.build_tokenizer(cfg)
+    if state.tokenizer is not None:
+        cfg.resolve_vocab_size(state.tokenizer.vocab_size)
 
     model = provider.provide_distributed_model(
         ddp_config=cfg.ddp, pre_wrap_hook=_peft_hook(cfg),
@@ -80,7 +85,7 @@ def setup(cfg, *, training_mode: str = "pretrain") -> Run:
         checkpointing.load_pretrained_weights(cfg.checkpoint.pretrained_checkpoint, model)
     optimizer = build_optimizer(cfg, model)
     scheduler = build_scheduler(cfg, optimizer)
-    _configure_schedule(provider, model, optimizer, state, cfg)
+    hooks = _schedule_hooks(model, optimizer, cfg)
     if resume_from is not None:  # before the iterators: they resume at the consumed samples
         checkpointing.load_checkpoint(state, model, optimizer, scheduler)
 
@@ -88,7 +93,7 @@ def setup(cfg, *, training_mode: str = "pretrain") -> Run:
     iterators = data_setup.build_iterators(
         cfg, datasets, state.train_state, ps.get_data_parallel_rank(), dp_size,
         model_chunks=len(model))
-    return Run(state, model, optimizer, scheduler, *iterators)
+    return Run(state, model, optimizer, scheduler, *iterators, hooks=hooks)
 
 
 def _seed(seed: int) -> None:
@@ -108,26 +113,42 @@ def _peft_hook(cfg) -> Callable | None:
     return apply
 
 
-def _configure_schedule(provider, model, optimizer, state, cfg) -> None:
+def _schedule_hooks(model: list, optimizer, cfg) -> dict[str, Any]:
     """What megatron's schedule reads from the model config: loss scaling, gradient
-    finalisation (DP/SP/embedding all-reduces), per-token loss averaging, timers."""
+    finalisation (DP/SP/embedding all-reduces), DDP's sync switches, timers."""
     from megatron.core.distributed import finalize_model_grads
 
-    provider.grad_scale_func = optimizer.scale_loss
-    provider.finalize_model_grads_func = finalize_model_grads
-    provider.timers = None
+    def per_chunk(method: str):
+        funcs = [getattr(chunk, method) for chunk in model]
+        return funcs[0] if len(funcs) == 1 else funcs
+
+    hooks = {"grad_scale_func": optimizer.scale_loss,
+             "finalize_model_grads_func": finalize_model_grads, "timers": None}
     if cfg.ddp.overlap_grad_reduce:
-        provider.no_sync_func = [chunk.no_sync for chunk in model]
-        if len(model) == 1:
-            provider.no_sync_func = provider.no_sync_func[0]
+        hooks["no_sync_func"] = per_chunk("no_sync")
         if cfg.dist.align_grad_reduce:
-            provider.grad_sync_func = [chunk.start_grad_sync for chunk in model]
-            if len(model) == 1:
-                provider.grad_sync_func = provider.grad_sync_func[0]
+            hooks["grad_sync_func"] = per_chunk("start_grad_sync")
     if cfg.ddp.overlap_param_gather and cfg.ddp.align_param_gather:
-        provider.param_sync_func = [chunk.start_param_sync for chunk in model]
-        if len(model) == 1:
-            provider.param_sync_func = provider.param_sync_func[0]
+        hooks["param_sync_func"] = per_chunk("start_param_sync")
+    return hooks
+
+
+@contextmanager
+def _scheduled(run: Run):
+    """The run's hooks on the model config for one schedule call, the old values back after:
+    the config stays configuration (its YAML never sees a callable)."""
+    from megatron.core.pipeline_parallel import get_forward_backward_func
+    from megatron.core.utils import get_model_config
+
+    config = get_model_config(run.model[0])
+    saved = {name: getattr(config, name, None) for name in run.hooks}
+    for name, value in run.hooks.items():
+        setattr(config, name, value)
+    try:
+        yield get_forward_backward_func()
+    finally:
+        for name, value in saved.items():
+            setattr(config, name, value)
 
 
 # ----------------------------------------------------------------------------- one step
@@ -142,16 +163,16 @@ def num_microbatches() -> int:
 def train_step(run: Run, forward_step: Callable) -> tuple[dict[str, float], float | None, bool]:
     """One optimizer step over a global batch: (reduced losses, grad norm, skipped?)."""
     from megatron.core import parallel_state as ps
-    from megatron.core.pipeline_parallel import get_forward_backward_func
 
     cfg = run.state.cfg
     for chunk in run.model:
         chunk.zero_grad_buffer()
     run.optimizer.zero_grad()
-    reported = get_forward_backward_func()(
-        forward_step_func=forward_step, data_iterator=run.train_iterator, model=run.model,
-        num_microbatches=num_microbatches(), seq_length=_seq_length(cfg),
-        micro_batch_size=cfg.train.micro_batch_size, forward_only=False)
+    with _scheduled(run) as schedule:
+        reported = schedule(
+            forward_step_func=forward_step, data_iterator=run.train_iterator, model=run.model,
+            num_microbatches=num_microbatches(), seq_length=_seq_length(cfg),
+            micro_batch_size=cfg.train.micro_batch_size, forward_only=False)
     with profiling.region(run.state, "optimizer"):
         updated, grad_norm, _ = run.optimizer.step()
     if updated:
@@ -176,7 +197,6 @@ def evaluate(run: Run, forward_step: Callable, iterator, name: str = "validation
     """Forward-only over ``eval_iters`` global batches; losses averaged over every token seen,
     with the perplexity exp(lm loss)."""
     from megatron.core import parallel_state as ps
-    from megatron.core.pipeline_parallel import get_forward_backward_func
 
     cfg = run.state.cfg
     eval_iters = eval_iters if eval_iters is not None else cfg.train.eval_iters
@@ -185,9 +205,9 @@ def evaluate(run: Run, forward_step: Callable, iterator, name: str = "validation
     for chunk in run.model:
         chunk.eval()
     reported = []
-    with torch.no_grad():
+    with torch.no_grad(), _scheduled(run) as schedule:
         for _ in range(eval_iters):
-            reported += get_forward_backward_func()(
+            reported += schedule(
                 forward_step_func=forward_step, data_iterator=iterator, model=run.model,
                 num_microbatches=num_microbatches(), seq_length=_seq_length(cfg),
                 micro_batch_size=cfg.train.micro_batch_size, forward_only=True)
@@ -207,13 +227,11 @@ def forward_only_outputs(run: Run, forward_step: Callable, iterator,
                          microbatches: int = 1) -> list:
     """The inference pattern: each loss function's ``non_loss_data=True`` result, collected
     without backward (``collect_non_loss_data=True, forward_only=True``)."""
-    from megatron.core.pipeline_parallel import get_forward_backward_func
-
     cfg = run.state.cfg
     for chunk in run.model:
         chunk.eval()
-    with torch.no_grad():
-        outputs = get_forward_backward_func()(
+    with torch.no_grad(), _scheduled(run) as schedule:
+        outputs = schedule(
             forward_step_func=forward_step, data_iterator=iterator, model=run.model,
             num_microbatches=microbatches, seq_length=_seq_length(cfg),
             micro_batch_size=cfg.train.micro_batch_size, forward_only=True,
@@ -241,7 +259,7 @@ def train(run: Run, forward_step_func: Callable) -> Run:
     logging_rank = is_last_rank_logger()
     loggers.open_loggers(state, logging_rank)
     reporter = Reporter(state, logging_rank, _seq_length(cfg))
-    cfg.model.timers = profiling.schedule_timers(state)  # megatron's schedule reads the config
+    run.hooks["timers"] = profiling.schedule_timers(state)
     profiler = profiling.StepProfiler(cfg, torch.distributed.get_rank(), say=_say)
     collector = ManualGC(cfg.train)
     exit_signal = ExitSignal(cfg.train)
@@ -301,7 +319,10 @@ def train(run: Run, forward_step_func: Callable) -> Run:
 
 
 def save(run: Run) -> None:
-    checkpointing.save_checkpoint(run.state, run.model, run.optimizer, run.scheduler)
+    cfg = run.state.cfg
+    checkpointing.save_checkpoint(cfg.checkpoint, run.state.train_state, run.model, run.optimizer,
+                                  run.scheduler, adapters_only=cfg.peft is not None,
+                                  run_config=cfg)
 
 
 def _should_save(cfg, step: int) -> bool:

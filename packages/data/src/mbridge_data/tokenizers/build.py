@@ -40,15 +40,3 @@ def build_tokenizer(config, **_ignored) -> Tokenizer:
         return SentencePieceTokenizer(getattr(config, "tokenizer_model", None))
     raise DataError(f"tokenizer.tokenizer_type: {kind!r} is not supported; "
                     f"choose one of {', '.join(SUPPORTED)}")
-
-
-def model_vocab_size(tokenizer: Tokenizer, model_vocab_size: int | None,
-                     make_vocab_size_divisible_by: int = 128,
-                     tensor_model_parallel_size: int = 1) -> tuple[int, bool]:
-    """(vocab size to build the model with, whether it was padded), by the Megatron Bridge rule:
-    the model's own ``vocab_size`` wins (>= the tokenizer's, unpadded); None takes the
-    tokenizer's and pads it to a multiple of ``make_vocab_size_divisible_by x TP``."""
-    from mbridge_config.vocab import resolve_vocab_size
-
-    return resolve_vocab_size(model_vocab_size, tokenizer.vocab_size,
-                              make_vocab_size_divisible_by, tensor_model_parallel_size)
