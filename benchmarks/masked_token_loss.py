@@ -35,7 +35,7 @@ import triton
 from triton.testing import do_bench
 
 import mbridge_kernels
-from mbridge_kernels import _extension, linear_masked_token_loss, masked_token_loss
+from mbridge_kernels import _extension, linear_token_loss_sum, token_loss_sum
 
 GiB = 1024**3
 
@@ -109,10 +109,10 @@ def _dist_version(name: str) -> str:
 def _ce_methods(found, compiled):
     liger_ce = found["liger"][1]
     methods = {
-        "ours triton (in-place)": lambda x, y: masked_token_loss(x, y, inplace_backward=True,
+        "ours triton (in-place)": lambda x, y: token_loss_sum(x, y, inplace_backward=True,
                                                                  backend="triton")[0],
-        "ours triton": lambda x, y: masked_token_loss(x, y, backend="triton")[0],
-        "ours cuda (in-place)": (lambda x, y: masked_token_loss(x, y, inplace_backward=True,
+        "ours triton": lambda x, y: token_loss_sum(x, y, backend="triton")[0],
+        "ours cuda (in-place)": (lambda x, y: token_loss_sum(x, y, inplace_backward=True,
                                                                 backend="cuda")[0])
         if _extension.has_cuda_kernel() else None,
         "torch eager fp32 upcast": lambda x, y: F.cross_entropy(x.float(), y, reduction="sum"),
@@ -179,8 +179,8 @@ def bench_linear(tokens, vocab, hidden_size, found, ceil) -> list[dict]:
     floor_ms = 6 * tokens * hidden_size * vocab / ceil["matmul_flop_per_s"] * 1e3
     liger_flce, cce = found["liger"][2], found["cce"][1]
     methods = {
-        "ours fused linear": lambda h, w, y: linear_masked_token_loss(h, w, y)[0],
-        "ours fused linear (chunk 1024)": lambda h, w, y: linear_masked_token_loss(
+        "ours fused linear": lambda h, w, y: linear_token_loss_sum(h, w, y)[0],
+        "ours fused linear (chunk 1024)": lambda h, w, y: linear_token_loss_sum(
             h, w, y, chunk_tokens=1024)[0],
         "torch (bf16 logits, fp32 CE)": lambda h, w, y: F.cross_entropy(
             (h @ w.t()).float(), y, reduction="sum"),
@@ -333,7 +333,7 @@ def main() -> None:
     parser.add_argument("--skip-linear", action="store_true")
     args = parser.parse_args()
     if not torch.cuda.is_available():
-        raise SystemExit("masked_token_loss benchmark: needs a CUDA device")
+        raise SystemExit("masked token loss benchmark: needs a CUDA device")
     started = time.time()
     device = torch.cuda.get_device_name()
     tokens_list = [8192] if args.quick else [8192, 16384]

@@ -161,6 +161,7 @@ def _train(cfg, kind: str, rank: int, world_size: int) -> int:
     from mbridge_train import finetune, pretrain
     from mbridge_train.distributed import destroy_process_group
     from mbridge_train.gpt_step import forward_step
+    from mbridge_train.loss_contract import LM_LOSS
 
     entry = pretrain if kind == "pretrain" else finetune
     try:
@@ -172,7 +173,7 @@ def _train(cfg, kind: str, rank: int, world_size: int) -> int:
         return 1
     finally:
         destroy_process_group()
-    losses = [h["lm loss"] for h in run.history if "split" not in h and "lm loss" in h]
+    losses = [h[LM_LOSS] for h in run.history if "split" not in h and LM_LOSS in h]
     if rank == world_size - 1 and losses:  # the last rank holds the last pipeline stage
         trend = "decreasing" if losses[-1] < losses[0] else "not decreasing"
         print(f"mbridge {kind}: {len(losses)} logged steps over {world_size} rank(s), "

@@ -38,18 +38,17 @@ def e2e_data(tmp_path_factory):
 
 
 def _run_example(rank, world_size, name, env):
-    import mbridge_train.finetune
-    import mbridge_train.pretrain
+    from mbridge_train import entry_points
 
     os.environ.update(env)
     histories = []
-    for module in (mbridge_train.pretrain, mbridge_train.finetune):
-        def recording(run, forward_step_func, _train=module.train):
-            finished = _train(run, forward_step_func)
-            histories.append(finished.history)
-            return finished
 
-        module.train = recording  # this forked rank only
+    def recording(run, forward_step_func, _train=entry_points.train):
+        finished = _train(run, forward_step_func)
+        histories.append(finished.history)
+        return finished
+
+    entry_points.train = recording  # this forked rank only
     namespace = runpy.run_path(str(EXAMPLES / name), run_name="__main__")
     return {"histories": histories, "result": namespace.get("RESULT")}
 

@@ -8,8 +8,8 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from helpers import DTYPES, GRAD_TOL, IGNORE, assert_loss_close, loss_case, oracle
-from mbridge_kernels import linear_masked_token_loss, masked_token_loss
-from mbridge_kernels import masked_token_loss_reference
+from mbridge_kernels import linear_token_loss_sum, token_loss_sum
+from mbridge_kernels import token_loss_sum_reference
 from mbridge_kernels import _extension
 
 pytestmark = pytest.mark.gpu
@@ -29,7 +29,7 @@ def test_gpu_backends_match_float64_oracle(case, dtype, eps, z, inplace, block):
     for backend in _backends():
         logits = logits64.to(dtype).cuda().requires_grad_(True)
         ref_loss, ref_count, ref_grad = oracle(logits.cpu(), labels, mask, 0.5, **kwargs)
-        loss, count = masked_token_loss(logits, labels.cuda(),
+        loss, count = token_loss_sum(logits, labels.cuda(),
                                         None if mask is None else mask.cuda(),
                                         inplace_backward=inplace, backend=backend,
                                         block_size=block, **kwargs)
@@ -50,7 +50,7 @@ def test_inplace_fused_loss_allocates_no_logits_sized_memory(backend):
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     base = torch.cuda.memory_allocated()
-    loss, _ = masked_token_loss(logits, labels, inplace_backward=True, backend=backend)
+    loss, _ = token_loss_sum(logits, labels, inplace_backward=True, backend=backend)
     loss.backward()
     torch.cuda.synchronize()
     extra = torch.cuda.max_memory_allocated() - base
@@ -66,12 +66,12 @@ def test_fused_linear_loss_on_gpu_matches_oracle_and_stays_small():
     labels[::7] = IGNORE
     # Warm-up: cuBLAS allocates its workspace (32 MiB on Hopper) once per handle; that is not
     # the per-call memory this test bounds.
-    linear_masked_token_loss(hidden.detach()[:8], weight.detach(), labels[:8])
+    linear_token_loss_sum(hidden.detach()[:8], weight.detach(), labels[:8])
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     base = torch.cuda.memory_allocated()
     chunk = 128
-    loss, count = linear_masked_token_loss(hidden, weight, labels, z_loss_weight=1e-4,
+    loss, count = linear_token_loss_sum(hidden, weight, labels, z_loss_weight=1e-4,
                                            chunk_tokens=chunk)
     loss.backward()
     torch.cuda.synchronize()
@@ -81,7 +81,7 @@ def test_fused_linear_loss_on_gpu_matches_oracle_and_stays_small():
     assert extra <= chunk * v * 2 * 1.05 + 64 * n
     h64 = hidden.detach().double().requires_grad_(True)
     w64 = weight.detach().double().requires_grad_(True)
-    ref, ref_count = masked_token_loss_reference(h64 @ w64.t(), labels, ignore_index=IGNORE,
+    ref, ref_count = token_loss_sum_reference(h64 @ w64.t(), labels, ignore_index=IGNORE,
                                                  z_loss_weight=1e-4, compute_dtype=torch.float64)
     ref.backward()
     assert count.item() == ref_count.item()

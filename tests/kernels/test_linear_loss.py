@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from helpers import IGNORE
-from mbridge_kernels import linear_masked_token_loss, linear_masked_token_loss_reference
+from mbridge_kernels import linear_token_loss_sum, linear_token_loss_sum_reference
 from mbridge_kernels.linear_loss import default_chunk_tokens
 
 
@@ -23,11 +23,11 @@ def check(backend, seed, tokens, hidden, vocab, chunk, dtype, eps, z, block=None
     h, w, labels, mask = linear_case(seed, tokens, hidden, vocab, dtype)
     kwargs = dict(ignore_index=IGNORE, label_smoothing=eps, z_loss_weight=z)
     h64, w64 = h.double().requires_grad_(True), w.double().requires_grad_(True)
-    ref, ref_count = linear_masked_token_loss_reference(h64, w64, labels, mask,
+    ref, ref_count = linear_token_loss_sum_reference(h64, w64, labels, mask,
                                                         compute_dtype=torch.float64, **kwargs)
     (ref * 0.5).backward()
     hh, ww = h.clone().requires_grad_(True), w.clone().requires_grad_(True)
-    loss, count = linear_masked_token_loss(hh, ww, labels, mask, backend=backend,
+    loss, count = linear_token_loss_sum(hh, ww, labels, mask, backend=backend,
                                            chunk_tokens=chunk, block_size=block, **kwargs)
     (loss * 0.5).backward()
     torch.testing.assert_close(count.double(), ref_count)
@@ -71,11 +71,11 @@ def test_triton_fused_linear_loss_matches_oracle(seed, tokens, hidden, vocab, ch
 def test_only_gradients_that_are_asked_for_are_computed():
     h, w, labels, mask = linear_case(0, 9, 8, 30, torch.float32)
     w.requires_grad_(True)
-    loss, _ = linear_masked_token_loss(h, w, labels, mask, chunk_tokens=4, backend="cpp")
+    loss, _ = linear_token_loss_sum(h, w, labels, mask, chunk_tokens=4, backend="cpp")
     loss.backward()
     assert h.grad is None and w.grad is not None
     with torch.no_grad():
-        no_grad_loss, _ = linear_masked_token_loss(h, w, labels, mask, backend="cpp")
+        no_grad_loss, _ = linear_token_loss_sum(h, w, labels, mask, backend="cpp")
     torch.testing.assert_close(no_grad_loss, loss.detach())
 
 
@@ -92,7 +92,7 @@ def test_chunk_default_bounds_the_logits_buffer():
 
 def test_bad_shapes_are_named():
     with pytest.raises(ValueError, match="weight must be"):
-        linear_masked_token_loss(torch.randn(3, 4), torch.randn(5, 3), torch.zeros(3).long())
+        linear_token_loss_sum(torch.randn(3, 4), torch.randn(5, 3), torch.zeros(3).long())
     with pytest.raises(ValueError, match="dtype|bfloat16"):
-        linear_masked_token_loss(torch.randn(3, 4), torch.randn(5, 4).bfloat16(),
+        linear_token_loss_sum(torch.randn(3, 4), torch.randn(5, 4).bfloat16(),
                                  torch.zeros(3).long())

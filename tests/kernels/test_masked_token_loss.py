@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from helpers import DTYPES, GRAD_TOL, IGNORE, assert_loss_close, loss_case, oracle
-from mbridge_kernels import masked_token_loss
+from mbridge_kernels import token_loss_sum
 
 CPU_BACKENDS = ["triton", "cpp"]
 
@@ -39,7 +39,7 @@ def check_against_oracle(backend, case, dtype, eps, z, inplace, block, grad_scal
     kwargs = dict(ignore_index=IGNORE, label_smoothing=eps, z_loss_weight=z)
     ref_loss, ref_count, ref_grad = oracle(logits, labels, mask, grad_scale, **kwargs)
 
-    loss, count = masked_token_loss(logits, labels, mask, inplace_backward=inplace,
+    loss, count = token_loss_sum(logits, labels, mask, inplace_backward=inplace,
                                     backend=backend, block_size=block, **kwargs)
     (loss * grad_scale).backward()
 
@@ -68,7 +68,7 @@ def test_inplace_gradient_reuses_the_logits_storage_and_allocates_no_logits_size
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss, _ = masked_token_loss(logits, labels, inplace_backward=True, backend=backend,
+        loss, _ = token_loss_sum(logits, labels, inplace_backward=True, backend=backend,
                                     block_size=16)
     loss.backward()
     assert not [t for t in big if t.numel() >= logits.numel()]
@@ -80,7 +80,7 @@ def test_inplace_gradient_reuses_the_logits_storage_and_allocates_no_logits_size
 def test_inplace_write_is_caught_when_autograd_still_needs_the_logits(backend):
     a = torch.randn(4, 20, requires_grad=True)
     logits = a.exp()  # exp saves its output for the backward
-    loss, _ = masked_token_loss(logits, torch.randint(0, 20, (4,)), inplace_backward=True,
+    loss, _ = token_loss_sum(logits, torch.randint(0, 20, (4,)), inplace_backward=True,
                                 backend=backend)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         loss.backward()
@@ -91,7 +91,7 @@ def test_no_gradient_wanted_leaves_logits_untouched_even_inplace(backend):
     logits = torch.randn(5, 40)
     before = logits.clone()
     labels = torch.randint(0, 40, (5,))
-    loss, count = masked_token_loss(logits, labels, inplace_backward=True, backend=backend)
+    loss, count = token_loss_sum(logits, labels, inplace_backward=True, backend=backend)
     assert torch.equal(logits, before)
     assert_loss_close(loss, oracle(logits, labels, None)[0], count)
 
@@ -104,7 +104,7 @@ def test_uncounted_rows_give_zero_loss_and_gradient_even_when_not_finite(backend
     logits[2, 5] = float("inf")
     logits.requires_grad_(True)
     labels = torch.tensor([3, 4, IGNORE])
-    loss, count = masked_token_loss(logits, labels, torch.tensor([1.0, 0.0, 1.0]),
+    loss, count = token_loss_sum(logits, labels, torch.tensor([1.0, 0.0, 1.0]),
                                     backend=backend, block_size=16)
     loss.backward()
     assert count == 1 and torch.isfinite(loss)
@@ -119,7 +119,7 @@ def test_batched_leading_dims_and_non_contiguous_rows(backend):
     logits = full[..., :45].requires_grad_(True)  # row stride 64, unit vocab stride
     labels = torch.randint(0, 45, (2, 3))
     mask = torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
-    loss, count = masked_token_loss(logits, labels, mask, inplace_backward=True, backend=backend,
+    loss, count = token_loss_sum(logits, labels, mask, inplace_backward=True, backend=backend,
                                     block_size=16)
     loss.backward()
     ref_loss, ref_count, ref_grad = oracle(logits, labels, mask)
@@ -137,6 +137,6 @@ def test_auto_backend_on_cpu_and_bad_arguments():
     with pytest.raises(RuntimeError, match="cuda backend"):
         resolve_backend("cuda", torch.device("cpu"))
     with pytest.raises(ValueError, match="labels"):
-        masked_token_loss(torch.randn(3, 5), torch.zeros(4, dtype=torch.long))
+        token_loss_sum(torch.randn(3, 5), torch.zeros(4, dtype=torch.long))
     with pytest.raises(ValueError, match="label_smoothing"):
-        masked_token_loss(torch.randn(3, 5), torch.zeros(3, dtype=torch.long), label_smoothing=2)
+        token_loss_sum(torch.randn(3, 5), torch.zeros(3, dtype=torch.long), label_smoothing=2)

@@ -12,7 +12,7 @@ from mbridge_kernels import reference
 @given(case=loss_case(), eps=st.sampled_from([0.0, 0.1, 1.0]))
 def test_reference_is_torch_cross_entropy_summed(case, eps):
     logits, labels, _ = case
-    loss, count = reference.masked_token_loss_reference(
+    loss, count = reference.token_loss_sum_reference(
         logits, labels, ignore_index=IGNORE, label_smoothing=eps, compute_dtype=torch.float64)
     expected = F.cross_entropy(logits, labels, ignore_index=IGNORE, label_smoothing=eps,
                                reduction="sum")
@@ -23,9 +23,9 @@ def test_reference_is_torch_cross_entropy_summed(case, eps):
 @given(case=loss_case(), z=st.sampled_from([1e-4, 0.5]))
 def test_z_loss_adds_weighted_squared_logsumexp(case, z):
     logits, labels, mask = case
-    plain, _ = reference.masked_token_loss_reference(logits, labels, mask,
+    plain, _ = reference.token_loss_sum_reference(logits, labels, mask,
                                                      compute_dtype=torch.float64)
-    with_z, _ = reference.masked_token_loss_reference(logits, labels, mask, z_loss_weight=z,
+    with_z, _ = reference.token_loss_sum_reference(logits, labels, mask, z_loss_weight=z,
                                                       compute_dtype=torch.float64)
     w = reference.token_weights(labels, mask, IGNORE, torch.float64)
     lse = torch.logsumexp(logits, dim=-1)
@@ -36,7 +36,7 @@ def test_z_loss_adds_weighted_squared_logsumexp(case, z):
 def test_masked_rows_with_non_finite_logits_contribute_nothing():
     logits = torch.tensor([[0.0, 1.0], [float("inf"), float("nan")]], requires_grad=True)
     labels = torch.tensor([1, 0])
-    loss, count = reference.masked_token_loss_reference(logits, labels, torch.tensor([1.0, 0.0]))
+    loss, count = reference.token_loss_sum_reference(logits, labels, torch.tensor([1.0, 0.0]))
     loss.backward()
     assert torch.isfinite(loss) and count == 1
     assert torch.all(logits.grad[1] == 0)

@@ -5,7 +5,7 @@ import torch
 
 from helpers import IGNORE, oracle
 from multirank import run_ranks
-from mbridge_kernels import vocab_parallel_masked_token_loss
+from mbridge_kernels import vocab_parallel_token_loss_sum
 
 pytestmark = pytest.mark.multiproc
 
@@ -24,7 +24,7 @@ def _rank_body(rank, world_size, vocab, split, dtype, kwargs):
     logits, labels, mask = _case(vocab, dtype)
     bounds = [0, split, vocab]
     shard = logits[..., bounds[rank]:bounds[rank + 1]].clone().requires_grad_(True)
-    loss, count = vocab_parallel_masked_token_loss(
+    loss, count = vocab_parallel_token_loss_sum(
         shard, labels, mask, vocab_start=bounds[rank], vocab_size=vocab, **kwargs)
     (loss * 0.75).backward()
     return loss.item(), count.item(), shard.grad
@@ -52,5 +52,5 @@ def test_two_ranks_equal_one_rank(vocab, split, kwargs, dtype):
 
 def test_shard_outside_the_vocabulary_is_rejected():
     with pytest.raises(ValueError, match="outside vocab_size"):
-        vocab_parallel_masked_token_loss(torch.randn(3, 10), torch.zeros(3).long(),
+        vocab_parallel_token_loss_sum(torch.randn(3, 10), torch.zeros(3).long(),
                                          vocab_start=5, vocab_size=12)

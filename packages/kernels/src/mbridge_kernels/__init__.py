@@ -1,17 +1,17 @@
 """Fused Triton and C++/CUDA kernels for mbridge: masked token loss (plain, vocab-parallel,
 fused with the output linear layer)."""
 
-from .linear_loss import linear_masked_token_loss
-from .token_loss import masked_token_loss
-from .reference import linear_masked_token_loss_reference, masked_token_loss_reference
-from .vocab_parallel import vocab_parallel_masked_token_loss
+from .linear_loss import linear_token_loss_sum
+from .token_loss import token_loss_sum
+from .reference import linear_token_loss_sum_reference, token_loss_sum_reference
+from .vocab_parallel import vocab_parallel_token_loss_sum
 
 __all__ = [
-    "masked_token_loss",
-    "linear_masked_token_loss",
-    "vocab_parallel_masked_token_loss",
-    "masked_token_loss_reference",
-    "linear_masked_token_loss_reference",
+    "token_loss_sum",
+    "linear_token_loss_sum",
+    "vocab_parallel_token_loss_sum",
+    "token_loss_sum_reference",
+    "linear_token_loss_sum_reference",
 ]
 
 __version__ = "0.1.0"

@@ -78,7 +78,7 @@ class _FusedLinearLoss(torch.autograd.Function):
         return grad_h, grad_w, None, None, None, None, None, None, None, None
 
 
-def linear_masked_token_loss(
+def linear_token_loss_sum(
     hidden: torch.Tensor,
     weight: torch.Tensor,
     labels: torch.Tensor,
@@ -91,24 +91,24 @@ def linear_masked_token_loss(
     chunk_tokens: int | None = None,
     block_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``masked_token_loss(hidden @ weight.T, labels, loss_mask)`` without the logits tensor.
+    """``token_loss_sum(hidden @ weight.T, labels, loss_mask)`` without the logits tensor.
 
     hidden: [..., H]; weight: [V, H] (the output layer's weight, same dtype); returns
     ``(loss_sum, num_tokens)`` as fp32 0-dim tensors, differentiable w.r.t. hidden and weight.
-    Loss semantics and backends as in :func:`mbridge_kernels.masked_token_loss`;
+    Loss semantics and backends as in :func:`mbridge_kernels.token_loss_sum`;
     ``chunk_tokens`` trades memory (one chunk of logits) for matmul efficiency.
     """
     if hidden.shape[:-1] != labels.shape:
-        raise ValueError(f"linear_masked_token_loss: labels {tuple(labels.shape)} do not match "
+        raise ValueError(f"linear_token_loss_sum: labels {tuple(labels.shape)} do not match "
                          f"hidden {tuple(hidden.shape)} without the hidden dimension")
     if weight.dim() != 2 or weight.shape[1] != hidden.shape[-1]:
-        raise ValueError(f"linear_masked_token_loss: weight must be [vocab, {hidden.shape[-1]}],"
+        raise ValueError(f"linear_token_loss_sum: weight must be [vocab, {hidden.shape[-1]}],"
                          f" got {tuple(weight.shape)}")
     if weight.dtype != hidden.dtype:
-        raise ValueError(f"linear_masked_token_loss: hidden is {hidden.dtype} but weight is "
+        raise ValueError(f"linear_token_loss_sum: hidden is {hidden.dtype} but weight is "
                          f"{weight.dtype}")
     if loss_mask is not None and loss_mask.shape != labels.shape:
-        raise ValueError(f"linear_masked_token_loss: loss_mask {tuple(loss_mask.shape)} does not "
+        raise ValueError(f"linear_token_loss_sum: loss_mask {tuple(loss_mask.shape)} does not "
                          f"match labels {tuple(labels.shape)}")
     chosen = mtl.resolve_backend(backend, hidden.device)
     labels_, weights, num_tokens = mtl.prepare(labels, loss_mask, ignore_index)

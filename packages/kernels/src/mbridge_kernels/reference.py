@@ -1,6 +1,6 @@
 """Plain-PyTorch masked token loss: the fallback every fused path must match, and the test oracle.
 
-Semantics (shared by every backend; see `masked_token_loss` for the public entry point).
+Semantics (shared by every backend; see `token_loss_sum` for the public entry point).
 For token i with logits x (V entries), label y and mask weight m_i:
 
 * the token counts when ``m_i != 0`` and ``y != ignore_index``; its weight is ``w_i = m_i``
@@ -67,7 +67,7 @@ def loss_gradient(x: torch.Tensor, local_labels: torch.Tensor, lse: torch.Tensor
     return torch.where(weights.unsqueeze(-1) != 0, g * weights.unsqueeze(-1), torch.zeros_like(g))
 
 
-def masked_token_loss_reference(
+def token_loss_sum_reference(
     logits: torch.Tensor,
     labels: torch.Tensor,
     loss_mask: torch.Tensor | None = None,
@@ -98,7 +98,7 @@ def masked_token_loss_reference(
     return loss_sum.to(out), weights.sum().to(out)
 
 
-def linear_masked_token_loss_reference(
+def linear_token_loss_sum_reference(
     hidden: torch.Tensor,
     weight: torch.Tensor,
     labels: torch.Tensor,
@@ -110,7 +110,7 @@ def linear_masked_token_loss_reference(
     """The unfused linear + loss: materialises the [tokens, vocab] logits (oracle only)."""
     h = hidden.reshape(-1, hidden.shape[-1]).to(compute_dtype)
     logits = h @ weight.to(compute_dtype).t()
-    return masked_token_loss_reference(logits, labels, loss_mask, compute_dtype=compute_dtype,
+    return token_loss_sum_reference(logits, labels, loss_mask, compute_dtype=compute_dtype,
                                        **kwargs)
 
 

@@ -1,6 +1,6 @@
 """Fused masked token loss: one pass computes the loss sum, the token count and the gradient.
 
-``masked_token_loss(logits, labels, loss_mask)`` returns ``(loss_sum, num_tokens)`` as float32
+``token_loss_sum(logits, labels, loss_mask)`` returns ``(loss_sum, num_tokens)`` as float32
 0-dim tensors without a host sync; divide on the device (``loss_sum / num_tokens``) or reduce
 across ranks first. Semantics (ignore-index, mask weights, label smoothing as in
 ``torch.nn.functional.cross_entropy``, PaLM's z-loss ``z * logsumexp**2`` per counted token) are
@@ -38,7 +38,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     from . import _extension
 
     if backend not in BACKENDS:
-        raise ValueError(f"masked_token_loss: backend must be one of {BACKENDS}, got {backend!r}")
+        raise ValueError(f"token_loss_sum: backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
         if device.type == "cuda":
             if _triton_usable(device):
@@ -46,13 +46,13 @@ def resolve_backend(backend: str, device: torch.device) -> str:
             return "cuda" if _extension.has_cuda_kernel() else "reference"
         return "cpp" if device.type == "cpu" and _extension.available() else "reference"
     if backend == "triton" and not _triton_usable(device):
-        raise RuntimeError("masked_token_loss: the triton backend needs a CUDA tensor "
+        raise RuntimeError("token_loss_sum: the triton backend needs a CUDA tensor "
                            "(or TRITON_INTERPRET=1 for CPU tensors)")
     if backend == "cuda" and (device.type != "cuda" or not _extension.has_cuda_kernel()):
-        raise RuntimeError("masked_token_loss: the cuda backend needs a CUDA tensor and the "
+        raise RuntimeError("token_loss_sum: the cuda backend needs a CUDA tensor and the "
                            "extension built with nvcc")
     if backend == "cpp" and (device.type != "cpu" or not _extension.load()):
-        raise RuntimeError("masked_token_loss: the cpp backend runs on CPU tensors only")
+        raise RuntimeError("token_loss_sum: the cpp backend runs on CPU tensors only")
     return backend
 
 
@@ -121,7 +121,7 @@ class _FusedLoss(torch.autograd.Function):
         return grad, None, None, None, None, None, None, None, None
 
 
-def masked_token_loss(
+def token_loss_sum(
     logits: torch.Tensor,
     labels: torch.Tensor,
     loss_mask: torch.Tensor | None = None,
@@ -142,17 +142,17 @@ def masked_token_loss(
     ``block_size`` forces the Triton tile width (tests use it to get ragged tails).
     """
     if logits.shape[:-1] != labels.shape:
-        raise ValueError(f"masked_token_loss: labels {tuple(labels.shape)} do not match logits "
+        raise ValueError(f"token_loss_sum: labels {tuple(labels.shape)} do not match logits "
                          f"{tuple(logits.shape)} without the vocabulary dimension")
     if loss_mask is not None and loss_mask.shape != labels.shape:
-        raise ValueError(f"masked_token_loss: loss_mask {tuple(loss_mask.shape)} does not match "
+        raise ValueError(f"token_loss_sum: loss_mask {tuple(loss_mask.shape)} does not match "
                          f"labels {tuple(labels.shape)}")
     if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"masked_token_loss: label_smoothing must be in [0, 1], got "
+        raise ValueError(f"token_loss_sum: label_smoothing must be in [0, 1], got "
                          f"{label_smoothing}")
     chosen = resolve_backend(backend, logits.device)
     if chosen == "reference":
-        return reference.masked_token_loss_reference(
+        return reference.token_loss_sum_reference(
             logits, labels, loss_mask, ignore_index=ignore_index,
             label_smoothing=label_smoothing, z_loss_weight=z_loss_weight)
     labels_, weights, num_tokens = prepare(labels, loss_mask, ignore_index)

@@ -59,7 +59,7 @@ class _VocabParallelLoss(torch.autograd.Function):
         return g.to(shard.dtype).view(shard.shape), None, None, None, None, None, None, None, None
 
 
-def vocab_parallel_masked_token_loss(
+def vocab_parallel_token_loss_sum(
     logits_shard: torch.Tensor,
     labels: torch.Tensor,
     loss_mask: torch.Tensor | None = None,
@@ -79,10 +79,10 @@ def vocab_parallel_masked_token_loss(
     (a shard-sized fp32 temporary; the backward recomputes the softmax from the saved shard).
     """
     if logits_shard.shape[:-1] != labels.shape:
-        raise ValueError(f"vocab_parallel_masked_token_loss: labels {tuple(labels.shape)} do not"
+        raise ValueError(f"vocab_parallel_token_loss_sum: labels {tuple(labels.shape)} do not"
                          f" match logits {tuple(logits_shard.shape)} without the vocab dimension")
     if not 0 <= vocab_start <= vocab_size - logits_shard.shape[-1]:
-        raise ValueError(f"vocab_parallel_masked_token_loss: shard [{vocab_start}, "
+        raise ValueError(f"vocab_parallel_token_loss_sum: shard [{vocab_start}, "
                          f"{vocab_start + logits_shard.shape[-1]}) is outside vocab_size "
                          f"{vocab_size}")
     labels_, weights, num_tokens = mtl.prepare(labels, loss_mask, ignore_index)

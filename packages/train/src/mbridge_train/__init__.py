@@ -10,8 +10,8 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "pretrain": "mbridge_train.pretrain",
-    "finetune": "mbridge_train.finetune",
+    "pretrain": "mbridge_train.entry_points",
+    "finetune": "mbridge_train.entry_points",
     "GlobalState": "mbridge_train.state",
     "TrainState": "mbridge_train.state",
     "masked_token_loss": "mbridge_train.losses",
@@ -24,6 +24,6 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str):
     if name in _EXPORTS:
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value  # the function, not the same-named submodule import just set
+        globals()[name] = value
         return value
     raise AttributeError(f"module 'mbridge_train' has no attribute {name!r}")

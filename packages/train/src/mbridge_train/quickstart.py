@@ -94,7 +94,7 @@ def _data(work: Path, say):
 
 def _pretrain(cfg):
     from mbridge_train.gpt_step import forward_step
-    from mbridge_train.pretrain import pretrain
+    from mbridge_train.entry_points import pretrain
 
     return pretrain(cfg, forward_step)
 
@@ -129,7 +129,7 @@ def _prompt(cfg, text: str) -> str:
 
 
 def _curve(history: list[dict], split: str | None = None) -> list[tuple[int, float]]:
-    from mbridge_train.losses import LM_LOSS
+    from mbridge_train.loss_contract import LM_LOSS
 
     return [(h["step"], h[LM_LOSS]) for h in history
             if h.get("split") == split and LM_LOSS in h]

@@ -19,7 +19,7 @@ from mbridge_train import checkpointing, data_setup, loggers, loss_curve, prefli
 from mbridge_train.distributed import initialize_distributed, is_last_rank_logger
 from mbridge_train.forward_contract import schedule_step
 from mbridge_train.garbage import ManualGC
-from mbridge_train.losses import LM_LOSS, reduce_reported
+from mbridge_train.loss_contract import LM_LOSS, reduce_reported
 from mbridge_train.optim import build_optimizer, build_scheduler
 from mbridge_train.reporting import Reporter
 from mbridge_train.resilience import ExitSignal, any_rank, check_weight_hashes

@@ -1,0 +1,35 @@
+"""pretrain(cfg, forward_step_func) and finetune(cfg, forward_step_func): the two entry points.
+
+Both run the same loop (``training``); they differ in where the weights start. One module for
+both, and no submodule named like either, so ``from mbridge_train import pretrain`` always
+yields the function whatever was imported before.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from mbridge_train.training import Run, setup, teardown, train
+
+
+def pretrain(cfg, forward_step_func: Callable) -> Run:
+    """Set up from ``cfg`` (a ConfigContainer), train, evaluate, save; returns the finished Run
+    (its ``history`` holds every logged step and evaluation)."""
+    return _run(cfg, forward_step_func, "pretrain")
+
+
+def finetune(cfg, forward_step_func: Callable) -> Run:
+    """Supervised (optionally PEFT) fine-tuning of a trained model: the weights start from
+    ``checkpoint.pretrained_checkpoint`` (unless a full fine-tune resumes from
+    ``checkpoint.load``), and ``cfg.peft``, when set, wraps the model before the optimizer sees
+    it, so only adapters train. A PEFT run always loads its base from ``pretrained_checkpoint``
+    (validate() requires it); its own checkpoints (and resumes) hold the adapters only."""
+    return _run(cfg, forward_step_func, "finetune")
+
+
+def _run(cfg, forward_step_func: Callable, mode: str) -> Run:
+    run = setup(cfg, training_mode=mode)
+    try:
+        return train(run, forward_step_func)
+    finally:
+        teardown()
