@@ -260,7 +260,7 @@ def test_output_folders_follow_dir_and_name(tmp_path):
     tiny = built("tiny.gpt_tiny", "pretrain")  # writes nothing unless asked
     assert tiny.checkpoint.save is None and tiny.logger.tensorboard_dir is None
     assert built("tiny.gpt_tiny", "pretrain", dir=str(tmp_path)).checkpoint.save == \
-        str(tmp_path / "default" / "checkpoints")
+        str(tmp_path / "gpt_tiny" / "checkpoints")  # named after the recipe
 
 
 def test_deepseek_v3_gets_a_pipeline_layout_covering_every_layer():
@@ -305,7 +305,7 @@ def test_dotted_overrides_on_a_recipe_equal_setting_fields(module, iters, tp, lr
 
 
 def test_recipe_arguments_are_checked_by_name():
-    from mbridge_train.recipes._common import RecipeArgumentError
+    from mbridge_train.recipes.spec import RecipeArgumentError
 
     with pytest.raises(RecipeArgumentError, match="'tensor_model_parallel_size'"):
         built("llama.llama3_8b", "pretrain", tensor_model_paralel_size=2)
