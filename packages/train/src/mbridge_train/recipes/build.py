@@ -159,7 +159,7 @@ def _output_dirs(spec: PretrainSpec | FinetuneSpec) -> tuple[str | None, str | N
     if spec.dir is None and not spec.outputs_without_dir:
         return None, None
     base = spec.dir if spec.dir is not None else os.path.join(os.getcwd(), OUTPUT_ROOT)
-    run = os.path.join(base, spec.name)
+    run = os.path.join(base, spec.run_name)
     return os.path.join(run, "checkpoints"), os.path.join(run, "tb_logs")
 
 

@@ -155,11 +155,13 @@ class _Spec:
     provider: Callable[..., Any]
     outputs_without_dir: bool = field(default=True, kw_only=True)
 
-    def __post_init__(self):
-        if self.name is None:  # frozen: the derived default is set once, here
-            model = self.module.rpartition(".")[2]
-            object.__setattr__(self, "name", model if self.kind == "pretrain"
-                               else f"{model}_{self.kind}")
+    @property
+    def run_name(self) -> str:
+        """``name``, or the recipe's own: ``llama32_3b`` / ``llama32_3b_finetune``."""
+        if self.name is not None:
+            return self.name
+        model = self.module.rpartition(".")[2]
+        return model if self.kind == "pretrain" else f"{model}_{self.kind}"
 
     @property
     def where(self) -> str:
@@ -167,7 +169,11 @@ class _Spec:
 
     def bind(self: S, arguments: Mapping[str, Any]) -> S:
         """This spec with the given recipe arguments (aliases mapped, types coerced)."""
-        return dataclasses.replace(self, **self._resolve(arguments))
+        return dataclasses.replace(self, **self._with_defaults(self._resolve(arguments)))
+
+    def _with_defaults(self, given: dict[str, Any]) -> dict[str, Any]:
+        """The given arguments plus defaults that depend on them (none here)."""
+        return given
 
     def _resolve(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
         names = argument_names(type(self))
@@ -208,17 +214,13 @@ class FinetuneSpec(_Spec, FinetuneArguments):
     full_sft: Mapping[str, Any] = field(default_factory=dict, kw_only=True)
 
     def __post_init__(self):
-        super().__post_init__()
         unknown = sorted(set(self.full_sft) - set(argument_names(FinetuneArguments)))
         if unknown:
             raise TypeError(f"{self.module}: full_sft names no recipe argument: "
                             f"{', '.join(unknown)}")
 
-    def bind(self, arguments: Mapping[str, Any]) -> FinetuneSpec:
-        given = self._resolve(arguments)
-        if is_full_sft(given.get("peft", self.peft)):
-            given = {**self.full_sft, **given}
-        return dataclasses.replace(self, **given)
+    def _with_defaults(self, given: dict[str, Any]) -> dict[str, Any]:
+        return {**self.full_sft, **given} if is_full_sft(given.get("peft", self.peft)) else given
 
 
 def is_full_sft(peft: Any) -> bool:
@@ -236,9 +238,9 @@ def recipe(spec: _Spec) -> Callable[[F], F]:
     is returned unchanged (its body is what runs)."""
 
     def describe(function: F) -> F:
-        if function.__module__ != spec.module or function.__name__ != f"{spec.kind}_config":
-            raise TypeError(f"{function.__module__}.{function.__name__}: described by the spec "
-                            f"of {spec.where}")
+        if function.__module__ != spec.module:  # a spec copied from another module
+            raise TypeError(f"{function.__module__}.{function.__name__}: described by a spec "
+                            f"of {spec.module}")
         function.__signature__ = signature(spec)
         function.__doc__ = _document(function.__doc__, spec)
         function.spec = spec
@@ -248,10 +250,11 @@ def recipe(spec: _Spec) -> Callable[[F], F]:
 
 
 def signature(spec: _Spec) -> inspect.Signature:
-    """Keyword-only parameters with the spec's values as defaults."""
+    """Keyword-only parameters with the spec's values as defaults (``name``: the run name)."""
     hints = field_types(type(spec))
     return inspect.Signature(
-        [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=getattr(spec, name),
+        [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY,
+                           default=spec.run_name if name == "name" else getattr(spec, name),
                            annotation=hints[name]) for name in argument_names(type(spec))],
         return_annotation="ConfigContainer")
 
@@ -268,7 +271,7 @@ def _document(doc: str | None, spec: _Spec) -> str:
     if getattr(spec, "full_sft", None):
         lines.append("With peft=None (full fine-tune): " + ", ".join(
             f"{k}={_short(v)}" for k, v in spec.full_sft.items()) + ".")
-    lines.append(f"Runs are named {spec.name!r} unless ``name`` is given. Every argument: "
+    lines.append(f"Runs are named {spec.run_name!r} unless ``name`` is given. Every argument: "
                  f"mbridge_train.recipes.spec.{type(base).__name__}.")
     return "\n\n".join(lines)
 
