@@ -105,38 +105,23 @@ def _parse_recipe_args(items: list[str]) -> dict:
 
 
 def _build(recipe, recipe_args: dict, config_file: str | None):
-    """The ConfigContainer from the recipe function (arguments typed by its signature) or file."""
+    """The ConfigContainer from the recipe function or the file. ``-a`` values are read as YAML;
+    the recipe's own argument binding maps older names and coerces them to its argument types."""
     import importlib
-    import inspect
 
     from mbridge_config import ConfigContainer
-    from mbridge_config.errors import ConfigError
     from mbridge_config.overrides import parse_override
-    from mbridge_config.serialization import from_dict
+    from mbridge_train.recipes.spec import RecipeArgumentError
 
     if config_file:
         return ConfigContainer.from_yaml(config_file)
     module = importlib.import_module(f"mbridge_train.recipes.{recipe.module}")
-    function = getattr(module, recipe.function)
-    from mbridge_train.recipes._common import FINETUNE_ALIASES, RecipeArgumentError
-
-    parameters = inspect.signature(function).parameters
-    typed = {}
-    for key, raw in recipe_args.items():
-        _, value, _ = parse_override(f"{key}={raw}")  # YAML, as for config overrides
-        name = FINETUNE_ALIASES.get(key, key) if key not in parameters else key
-        annotation = parameters[name].annotation if name in parameters else inspect.Parameter.empty
-        if annotation is inspect.Parameter.empty:
-            typed[key] = value  # the recipe names the unknown argument itself
-            continue
-        try:
-            typed[key] = from_dict(value, annotation, f"-a {key}")
-        except ConfigError as error:
-            raise UsageError(f"recipe argument {_one_line(error)}") from None
+    values = {key: parse_override(f"{key}={raw}")[1] for key, raw in recipe_args.items()}
     try:
-        return function(**typed)
+        return getattr(module, recipe.function)(**values)
     except RecipeArgumentError as error:
-        raise UsageError(str(error)) from None
+        raise UsageError("; ".join(f"recipe argument -a {field}: {message}" if field else message
+                                   for field, message in error.problems)) from None
 
 
 def _dry_run(cfg, world_size: int, rank: int) -> int:

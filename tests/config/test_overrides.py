@@ -49,13 +49,17 @@ def _set(cfg, key, value):
 def test_overrides_equal_python_assignment(case, chosen, data):
     _, cfg = case
     by_python = copy.deepcopy(cfg)
-    texts = []
+    texts, mapping = [], {}
     for key, values, fmt in chosen:
         value = data.draw(values, label=key)
         _set(by_python, key, value)
         texts.append(f"{key}={_written(value, fmt)}")
+        mapping[key] = value
+    as_mapping = copy.deepcopy(cfg)
     apply_overrides(cfg, texts)
     assert cfg.to_dict() == by_python.to_dict()
+    apply_overrides(as_mapping, mapping)  # Python values, as code passes its settings
+    assert as_mapping.to_dict() == by_python.to_dict()
 
 
 def test_unknown_key_suggests_and_changes_nothing():

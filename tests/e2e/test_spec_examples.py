@@ -93,7 +93,7 @@ def test_recipe_examples(e2e_data, tmp_path):
     prebuilt, custom = ranks[-1]["histories"]
     assert [h["step"] for h in prebuilt if "split" not in h] == [4]  # the recipe logs every 10
     assert [h["step"] for h in prebuilt if h.get("split") == "validation"] == [2, 4]
-    assert _tracker(tmp_path / "runs" / "default" / "checkpoints") == 4
+    assert _tracker(tmp_path / "runs" / "llama3_8b" / "checkpoints") == 4  # the recipe's name
     assert [h["step"] for h in custom if "split" not in h] == [4]
     assert _tracker(tmp_path / "custom") == 4 and (tmp_path / "custom" / "iter_0000002").is_dir()
 

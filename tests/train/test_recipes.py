@@ -12,8 +12,10 @@ import math
 import pkgutil
 
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from multirank import run_ranks
 
 import mbridge_train.recipes as recipes_pkg
 from mbridge.recipe_index import find_recipes
@@ -260,7 +262,7 @@ def test_output_folders_follow_dir_and_name(tmp_path):
     tiny = built("tiny.gpt_tiny", "pretrain")  # writes nothing unless asked
     assert tiny.checkpoint.save is None and tiny.logger.tensorboard_dir is None
     assert built("tiny.gpt_tiny", "pretrain", dir=str(tmp_path)).checkpoint.save == \
-        str(tmp_path / "default" / "checkpoints")
+        str(tmp_path / "gpt_tiny" / "checkpoints")  # named after the recipe
 
 
 def test_deepseek_v3_gets_a_pipeline_layout_covering_every_layer():
@@ -305,7 +307,7 @@ def test_dotted_overrides_on_a_recipe_equal_setting_fields(module, iters, tp, lr
 
 
 def test_recipe_arguments_are_checked_by_name():
-    from mbridge_train.recipes._common import RecipeArgumentError
+    from mbridge_train.recipes.spec import RecipeArgumentError
 
     with pytest.raises(RecipeArgumentError, match="'tensor_model_parallel_size'"):
         built("llama.llama3_8b", "pretrain", tensor_model_paralel_size=2)
@@ -365,3 +367,127 @@ def test_bridge_recipe_utils_path_still_works():
     assert distributed_fused_adam_with_cosine_annealing is original
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module("mbridge.recipes.llama.llama9_1t")
+
+
+# ------------------------------------------------------------------ readable functions
+
+
+ALL_FUNCTIONS = [(m, "pretrain") for m in PRETRAIN_RECIPES] + \
+    [(m, "finetune") for m in FINETUNE_RECIPES]
+
+
+@pytest.mark.parametrize("module, kind", ALL_FUNCTIONS, ids=[f"{m}:{k}" for m, k in ALL_FUNCTIONS])
+def test_recipe_is_the_function_written_in_its_module(module, kind):
+    """Go-to-definition lands on a body that builds the config (not a wrapper around a stub)."""
+    function = recipe(module, kind)
+    source = inspect.getsource(function)
+    assert not hasattr(function, "__wrapped__")
+    assert inspect.getsourcefile(function) == inspect.getsourcefile(
+        importlib.import_module(f"mbridge_train.recipes.{module}"))
+    assert f"def {kind}_config(**arguments) -> ConfigContainer:" in source
+    body = source.split('"""')[-1]  # what follows the docstring
+    assert f"build_{kind}(" in body and ".bind(arguments)" in body and "return" in body
+    assert function.spec.provider is type(function().model if kind == "pretrain" else
+                                          function(pretrained_checkpoint="/c").model)
+
+
+def test_bad_setting_in_a_recipe_is_one_config_error_naming_the_field(monkeypatch):
+    from mbridge_train.recipes.deepseek import deepseek_v2_lite
+
+    monkeypatch.setitem(deepseek_v2_lite.SETTINGS, "model.recompute_granularty", "full")
+    with pytest.raises(ConfigError) as error:
+        deepseek_v2_lite.pretrain_config()
+    assert error.value.fields == ["model.recompute_granularty"]
+    assert "\n" not in str(error.value) and "recompute_granularity" in str(error.value)
+    monkeypatch.delitem(deepseek_v2_lite.SETTINGS, "model.recompute_granularty")
+    monkeypatch.setitem(deepseek_v2_lite.SETTINGS, "model.recompute_num_layers", "one")
+    with pytest.raises(ConfigError, match="integer") as error:
+        deepseek_v2_lite.pretrain_config()
+    assert error.value.fields == ["model.recompute_num_layers"]
+
+
+def test_settings_are_coerced_to_the_field_type_and_applied_all_or_nothing():
+    from mbridge_config.overrides import apply_overrides
+
+    cfg = built("tiny.gpt_tiny", "pretrain")
+    assert apply_overrides(cfg, {"train.train_iters": "12", "model.params_dtype": "bf16"}) is cfg
+    assert cfg.train.train_iters == 12 and cfg.model.params_dtype is torch.bfloat16
+    with pytest.raises(ConfigError):
+        apply_overrides(cfg, {"train.train_iters": 40, "train.nope": 1})
+    assert cfg.train.train_iters == 12
+
+
+@given(module=st.sampled_from(OVERRIDABLE), kind=st.sampled_from(["pretrain", "finetune"]),
+       iters=st.integers(1, 10**6), tp=st.sampled_from([1, 2, 4]),
+       dtype=st.sampled_from(["bf16", "fp16", "torch.float32"]))
+def test_recipe_arguments_as_text_equal_typed_arguments(module, kind, iters, tp, dtype):
+    """What a command line passes (text) builds the same config as Python values."""
+    as_text = built(module, kind, train_iters=str(iters), tensor_parallelism=str(tp),
+                    pipeline_dtype=dtype, sequence_parallel="true")
+    typed = built(module, kind, train_iters=iters, tensor_model_parallel_size=tp,
+                  pipeline_dtype=getattr(torch, {"bf16": "bfloat16", "fp16": "float16"}.get(
+                      dtype, "float32")), sequence_parallel=True)
+    assert as_text.to_dict() == typed.to_dict()
+
+
+def test_a_recipe_argument_of_the_wrong_type_names_it():
+    from mbridge_train.recipes.spec import RecipeArgumentError
+
+    with pytest.raises(RecipeArgumentError, match="expected an integer") as error:
+        built("tiny.gpt_tiny", "finetune", seq_length="long")
+    assert error.value.fields == ["seq_length"]
+    assert isinstance(error.value, TypeError) and isinstance(error.value, ConfigError)
+    with pytest.raises(RecipeArgumentError) as error:
+        built("tiny.gpt_tiny", "finetune", lr="fast")  # the older name is the one named
+    assert error.value.fields == ["lr"]
+
+
+# ------------------------------------------------------------------ run names (issue 18)
+
+
+def test_runs_are_named_after_their_recipe_so_recipes_never_share_checkpoints(tmp_path):
+    folders = {}
+    for module, kind in ALL_FUNCTIONS:
+        model = module.split(".")[1]
+        cfg = built(module, kind, dir=str(tmp_path))
+        name = model if kind == "pretrain" else f"{model}_finetune"
+        assert inspect.signature(recipe(module, kind)).parameters["name"].default == name
+        assert cfg.checkpoint.save == cfg.checkpoint.load == str(tmp_path / name / "checkpoints")
+        assert cfg.logger.tensorboard_dir == str(tmp_path / name / "tb_logs")
+        folders[(module, kind)] = cfg.checkpoint.save
+        again = built(module, kind, dir=str(tmp_path))  # the same recipe: the same folder
+        assert again.checkpoint.load == cfg.checkpoint.save
+    assert len(set(folders.values())) == len(folders)
+    default = built("llama.llama32_3b", "pretrain")  # no dir: ./nemo_experiments/<recipe>
+    assert default.checkpoint.save.endswith("nemo_experiments/llama32_3b/checkpoints")
+    assert built("llama.llama32_3b", "pretrain", dir=str(tmp_path), name=None).checkpoint.save \
+        == folders[("llama.llama32_3b", "pretrain")]
+    assert built("llama.llama32_3b", "pretrain", dir=str(tmp_path), name="mine") \
+        .checkpoint.save == str(tmp_path / "mine" / "checkpoints")
+
+
+def _recipe_runs_in_one_dir(rank, world, tmp):
+    """gpt_tiny stopped after 2 of 4 steps, gpt_tiny again (resumes), then gpt_small in the same
+    dir (its own folder: starts at step 1 instead of loading gpt_tiny's weights)."""
+    from mbridge.training import pretrain
+    from mbridge.training.gpt_step import forward_step
+    from mbridge_train.recipes.tiny import gpt_small, gpt_tiny
+
+    small = dict(dir=str(tmp), train_iters=4, save_interval=2, global_batch_size=2,
+                 micro_batch_size=2, seq_length=32, eval_iters=1, lr_warmup_iters=1)
+    steps = []
+    for make, stop in ((gpt_tiny.pretrain_config, 2), (gpt_tiny.pretrain_config, None),
+                       (gpt_small.pretrain_config, 1)):
+        cfg = make(**small)
+        cfg.train.exit_interval, cfg.logger.log_interval = stop, 1
+        run = pretrain(cfg, forward_step)
+        steps.append([h["step"] for h in run.history if "split" not in h])
+    return steps
+
+
+@pytest.mark.slow
+@pytest.mark.multiproc
+def test_same_recipe_resumes_and_another_recipe_starts_afresh_in_the_same_dir(tmp_path):
+    (steps,) = run_ranks(_recipe_runs_in_one_dir, 1, tmp_path)
+    assert steps == [[1, 2], [3, 4], [1]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gpt_small", "gpt_tiny"]

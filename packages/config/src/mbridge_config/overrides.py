@@ -7,13 +7,15 @@
 * Setting a field inside a sub-config that is None (``profiling.use_pytorch_profiler=true``)
   first creates that sub-config with its defaults, when its type names one dataclass.
 Unknown keys fail with the closest valid name; nothing is changed unless every override applies.
+Code passes a mapping instead (``{"model.recompute_granularity": "full"}``): the values are
+already Python objects and are coerced the same way.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import yaml
@@ -37,11 +39,13 @@ def parse_override(text: str) -> tuple[str, Any, bool]:
     return key.strip(), value, False
 
 
-def apply_overrides(config: Any, overrides: Iterable[str]) -> Any:
-    """Apply overrides to ``config`` in place (all or nothing) and return it."""
+def apply_overrides(config: Any, overrides: Iterable[str] | Mapping[str, Any]) -> Any:
+    """Apply overrides to ``config`` in place (all or nothing) and return it: ``key=value`` /
+    ``~key`` texts, or a mapping of dotted keys to values."""
     staged = copy.deepcopy(config)
-    for text in overrides:
-        key, value, reset = parse_override(text)
+    parsed = ((key, copy.deepcopy(value), False) for key, value in overrides.items()) \
+        if isinstance(overrides, Mapping) else map(parse_override, overrides)
+    for key, value, reset in parsed:
         _apply(staged, key, value, reset)
     for f in dataclasses.fields(config):
         setattr(config, f.name, getattr(staged, f.name))

@@ -9,8 +9,10 @@ an explicit layout (embedding with the first stage; MTP and loss with the last) 
 import torch
 from mbridge_models.presets import DeepSeekV3ModelProvider
 
-from mbridge_config import MixedPrecisionConfig
-from mbridge_train.recipes._common import finetune_recipe, pretrain_recipe
+from mbridge_config import ConfigContainer, MixedPrecisionConfig
+from mbridge_config.overrides import apply_overrides
+from mbridge_train.recipes.build import build_finetune, build_pretrain
+from mbridge_train.recipes.spec import FinetuneSpec, PretrainSpec, recipe
 
 
 def _layout(stages: int, last: int) -> list[list[str]]:
@@ -36,30 +38,39 @@ def set_pipeline_layout(cfg) -> None:
 
 
 # bf16 gradients are reduced in bf16: at this scale fp32 buckets cost more than they save.
-_PRECISION = MixedPrecisionConfig(bf16=True, params_dtype=torch.bfloat16,
-                                  pipeline_dtype=torch.bfloat16, grad_reduce_in_fp32=False)
-_EXTRA = {"model.recompute_granularity": "selective", "model.moe_router_dtype": "fp32",
-          "ddp.grad_reduce_in_fp32": False,
-          "train.manual_gc_interval": 5, "train.manual_gc_eval": True}
-_LORA_TARGETS = ["linear_q_down_proj", "linear_q_up_proj", "linear_kv_down_proj",
-                 "linear_kv_up_proj", "linear_proj"]
-_PARALLEL = dict(tensor_model_parallel_size=2, pipeline_model_parallel_size=16,
-                 expert_model_parallel_size=64, expert_tensor_parallel_size=1,
-                 sequence_parallel=True, pipeline_dtype=torch.bfloat16)
+PRECISION = MixedPrecisionConfig(bf16=True, params_dtype=torch.bfloat16,
+                                 pipeline_dtype=torch.bfloat16, grad_reduce_in_fp32=False)
+SETTINGS = {"model.recompute_granularity": "selective", "model.moe_router_dtype": "fp32",
+            "ddp.grad_reduce_in_fp32": False,
+            "train.manual_gc_interval": 5, "train.manual_gc_eval": True}
+LORA_TARGETS = ["linear_q_down_proj", "linear_q_up_proj", "linear_kv_down_proj",
+                "linear_kv_up_proj", "linear_proj"]
+PRETRAIN = PretrainSpec(__name__, DeepSeekV3ModelProvider, tensor_model_parallel_size=2,
+                        pipeline_model_parallel_size=16, expert_model_parallel_size=64,
+                        expert_tensor_parallel_size=1, sequence_parallel=True,
+                        pipeline_dtype=torch.bfloat16, train_iters=1_000_000,
+                        global_batch_size=4096, seq_length=4096, precision_config=PRECISION)
+FINETUNE = FinetuneSpec(__name__, DeepSeekV3ModelProvider, tensor_model_parallel_size=2,
+                        pipeline_model_parallel_size=8, expert_model_parallel_size=32,
+                        expert_tensor_parallel_size=1, sequence_parallel=True,
+                        pipeline_dtype=torch.bfloat16, precision_config=PRECISION,
+                        peft_fields=dict(target_modules=LORA_TARGETS),
+                        full_sft=dict(pipeline_model_parallel_size=16,
+                                      expert_model_parallel_size=64))
 
 
-@pretrain_recipe(DeepSeekV3ModelProvider, **_PARALLEL, train_iters=1_000_000,
-                 global_batch_size=4096, seq_length=4096, precision_config=_PRECISION,
-                 extra=_EXTRA, customize=set_pipeline_layout)
-def pretrain_config(*args, **kwargs):
+@recipe(PRETRAIN)
+def pretrain_config(**arguments) -> ConfigContainer:
     """DeepSeek-V3 pretraining: TP2 PP16 EP64 SP, selective recompute, 4K sequences, GBS 4096."""
+    cfg = apply_overrides(build_pretrain(PRETRAIN.bind(arguments)), SETTINGS)
+    set_pipeline_layout(cfg)
+    return cfg
 
 
-@finetune_recipe(DeepSeekV3ModelProvider, **{**_PARALLEL, "pipeline_model_parallel_size": 8,
-                                             "expert_model_parallel_size": 32},
-                 precision_config=_PRECISION, extra=_EXTRA, customize=set_pipeline_layout,
-                 peft_fields=dict(target_modules=_LORA_TARGETS),
-                 full_sft=dict(pipeline_model_parallel_size=16, expert_model_parallel_size=64))
-def finetune_config(*args, **kwargs):
+@recipe(FINETUNE)
+def finetune_config(**arguments) -> ConfigContainer:
     """DeepSeek-V3 fine-tuning: LoRA on the MLA linears at TP2 PP8 EP32 (256 GPUs), or full SFT
     at TP2 PP16 EP64."""
+    cfg = apply_overrides(build_finetune(FINETUNE.bind(arguments)), SETTINGS)
+    set_pipeline_layout(cfg)
+    return cfg

@@ -2,14 +2,21 @@
 
 from mbridge_models.presets import Llama32ModelProvider1B
 
-from mbridge_train.recipes._common import finetune_recipe, pretrain_recipe
+from mbridge_config import ConfigContainer
+from mbridge_train.recipes.build import build_finetune, build_pretrain
+from mbridge_train.recipes.spec import FinetuneSpec, PretrainSpec, recipe
+
+PRETRAIN = PretrainSpec(__name__, Llama32ModelProvider1B)
+FINETUNE = FinetuneSpec(__name__, Llama32ModelProvider1B)
 
 
-@pretrain_recipe(Llama32ModelProvider1B)
-def pretrain_config(*args, **kwargs):
+@recipe(PRETRAIN)
+def pretrain_config(**arguments) -> ConfigContainer:
     """Llama 3.2 1B pretraining: TP1 PP1, 8K sequences, GBS 512, cosine 3e-4 -> 3e-5."""
+    return build_pretrain(PRETRAIN.bind(arguments))
 
 
-@finetune_recipe(Llama32ModelProvider1B)
-def finetune_config(*args, **kwargs):
+@recipe(FINETUNE)
+def finetune_config(**arguments) -> ConfigContainer:
     """Llama 3.2 1B fine-tuning: LoRA (dim 32, alpha 32) or full SFT, both at TP1."""
+    return build_finetune(FINETUNE.bind(arguments))

@@ -3,17 +3,24 @@ one 8-GPU node, TP8 with sequence parallelism."""
 
 from mbridge_models.presets import NemotronHModelProvider56B
 
-from mbridge_train.recipes._common import finetune_recipe, pretrain_recipe
-from mbridge_train.recipes.nemotronh._nemotronh import LORA, PRETRAIN
+from mbridge_config import ConfigContainer
+from mbridge_train.recipes.build import build_finetune, build_pretrain
+from mbridge_train.recipes.nemotronh._nemotronh import LORA, NemotronHPretrainSpec
+from mbridge_train.recipes.spec import FinetuneSpec, recipe
+
+PRETRAIN = NemotronHPretrainSpec(__name__, NemotronHModelProvider56B, tensor_model_parallel_size=8)
+FINETUNE = FinetuneSpec(__name__, NemotronHModelProvider56B, peft_fields=LORA,
+                        tensor_model_parallel_size=4, sequence_parallel=True,
+                        full_sft=dict(tensor_model_parallel_size=8))
 
 
-@pretrain_recipe(NemotronHModelProvider56B, **PRETRAIN, tensor_model_parallel_size=8)
-def pretrain_config(*args, **kwargs):
+@recipe(PRETRAIN)
+def pretrain_config(**arguments) -> ConfigContainer:
     """Nemotron-H 56B pretraining: TP8 SP, 8K sequences, GBS 768, cosine 3e-4 -> 3e-5."""
+    return build_pretrain(PRETRAIN.bind(arguments))
 
 
-@finetune_recipe(NemotronHModelProvider56B, peft_fields=LORA, tensor_model_parallel_size=4,
-                 sequence_parallel=True,
-                 full_sft=dict(tensor_model_parallel_size=8))
-def finetune_config(*args, **kwargs):
+@recipe(FINETUNE)
+def finetune_config(**arguments) -> ConfigContainer:
     """Nemotron-H 56B fine-tuning: LoRA at TP4 SP, full SFT at TP8 SP."""
+    return build_finetune(FINETUNE.bind(arguments))

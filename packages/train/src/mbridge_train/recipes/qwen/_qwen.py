@@ -1,11 +1,24 @@
-"""What Qwen's pretraining recipes share: 4K sequences, small global batches (32 x 2), a short
-warm-up, as in Megatron Bridge's Qwen recipes."""
+"""What Qwen's recipes share: 4K sequences, small global batches (32 x 2) and a short warm-up
+for pretraining, as in Megatron Bridge's Qwen recipes; the settings the large models need."""
 
-import torch
+from dataclasses import dataclass, field
 
-PRETRAIN = dict(train_iters=300_000, global_batch_size=32, micro_batch_size=2, seq_length=4096,
-                lr_warmup_iters=500, eval_interval=500, save_interval=500)
-PIPELINE = dict(pipeline_dtype=torch.bfloat16)
+from mbridge_train.recipes.spec import PretrainSpec
+
+
+@dataclass(frozen=True)
+class QwenPretrainSpec(PretrainSpec):
+    """A Qwen pretraining spec: the family's schedule and batch sizes as defaults."""
+
+    train_iters: int = field(default=300_000, kw_only=True)
+    global_batch_size: int = field(default=32, kw_only=True)
+    micro_batch_size: int = field(default=2, kw_only=True)
+    seq_length: int = field(default=4096, kw_only=True)
+    lr_warmup_iters: int = field(default=500, kw_only=True)
+    eval_interval: int = field(default=500, kw_only=True)
+    save_interval: int = field(default=500, kw_only=True)
+
+
 RECOMPUTE = {"model.recompute_granularity": "full", "model.recompute_method": "uniform",
              "model.recompute_num_layers": 1}
 """Full activation recomputation, one layer at a time: what the 32B+ and MoE recipes need to fit."""

@@ -1,19 +1,27 @@
 """Qwen2.5 72B (Qwen/Qwen2.5-72B)."""
 
+import torch
 from mbridge_models.presets import Qwen25ModelProvider72B
 
-from mbridge_train.recipes._common import finetune_recipe, pretrain_recipe
-from mbridge_train.recipes.qwen._qwen import PIPELINE, PRETRAIN
+from mbridge_config import ConfigContainer
+from mbridge_train.recipes.build import build_finetune, build_pretrain
+from mbridge_train.recipes.qwen._qwen import QwenPretrainSpec
+from mbridge_train.recipes.spec import FinetuneSpec, recipe
+
+PRETRAIN = QwenPretrainSpec(__name__, Qwen25ModelProvider72B, tensor_model_parallel_size=8,
+                            pipeline_model_parallel_size=4, pipeline_dtype=torch.bfloat16)
+FINETUNE = FinetuneSpec(__name__, Qwen25ModelProvider72B, tensor_model_parallel_size=8,
+                        full_sft=dict(pipeline_model_parallel_size=4,
+                                      pipeline_dtype=torch.bfloat16))
 
 
-@pretrain_recipe(Qwen25ModelProvider72B, **PRETRAIN, **PIPELINE,
-                 tensor_model_parallel_size=8, pipeline_model_parallel_size=4)
-def pretrain_config(*args, **kwargs):
+@recipe(PRETRAIN)
+def pretrain_config(**arguments) -> ConfigContainer:
     """Qwen2.5 72B pretraining: TP8 PP4, 4K sequences, GBS 32, cosine 3e-4 -> 3e-5."""
+    return build_pretrain(PRETRAIN.bind(arguments))
 
 
-@finetune_recipe(Qwen25ModelProvider72B, tensor_model_parallel_size=8,
-                 full_sft=dict(tensor_model_parallel_size=8, pipeline_model_parallel_size=4,
-                               **PIPELINE))
-def finetune_config(*args, **kwargs):
+@recipe(FINETUNE)
+def finetune_config(**arguments) -> ConfigContainer:
     """Qwen2.5 72B fine-tuning: LoRA at TP8, full SFT at TP8 PP4."""
+    return build_finetune(FINETUNE.bind(arguments))

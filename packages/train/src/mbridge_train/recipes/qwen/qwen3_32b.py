@@ -1,19 +1,29 @@
 """Qwen3 32B (Qwen/Qwen3-32B)."""
 
+import torch
 from mbridge_models.presets import Qwen3ModelProvider32B
 
-from mbridge_train.recipes._common import finetune_recipe, pretrain_recipe
-from mbridge_train.recipes.qwen._qwen import PIPELINE, PRETRAIN, RECOMPUTE
+from mbridge_config import ConfigContainer
+from mbridge_config.overrides import apply_overrides
+from mbridge_train.recipes.build import build_finetune, build_pretrain
+from mbridge_train.recipes.qwen._qwen import RECOMPUTE, QwenPretrainSpec
+from mbridge_train.recipes.spec import FinetuneSpec, recipe
+
+PRETRAIN = QwenPretrainSpec(__name__, Qwen3ModelProvider32B, tensor_model_parallel_size=8,
+                            pipeline_model_parallel_size=2, pipeline_dtype=torch.bfloat16)
+FINETUNE = FinetuneSpec(__name__, Qwen3ModelProvider32B, tensor_model_parallel_size=4,
+                        full_sft=dict(tensor_model_parallel_size=8,
+                                      pipeline_model_parallel_size=2,
+                                      pipeline_dtype=torch.bfloat16))
 
 
-@pretrain_recipe(Qwen3ModelProvider32B, **PRETRAIN, **PIPELINE,
-                 tensor_model_parallel_size=8, pipeline_model_parallel_size=2, extra=RECOMPUTE)
-def pretrain_config(*args, **kwargs):
+@recipe(PRETRAIN)
+def pretrain_config(**arguments) -> ConfigContainer:
     """Qwen3 32B pretraining: TP8 PP2, full recompute, 4K sequences, GBS 32, cosine 3e-4 -> 3e-5."""
+    return apply_overrides(build_pretrain(PRETRAIN.bind(arguments)), RECOMPUTE)
 
 
-@finetune_recipe(Qwen3ModelProvider32B, tensor_model_parallel_size=4,
-                 full_sft=dict(tensor_model_parallel_size=8, pipeline_model_parallel_size=2,
-                               **PIPELINE))
-def finetune_config(*args, **kwargs):
+@recipe(FINETUNE)
+def finetune_config(**arguments) -> ConfigContainer:
     """Qwen3 32B fine-tuning: LoRA at TP4, full SFT at TP8 PP2."""
+    return build_finetune(FINETUNE.bind(arguments))

@@ -5,18 +5,21 @@ then, LoRA-fine-tuned, to answer some of the embedded instructions (copying, let
 small enough that each stage takes minutes on two cores. It is what ``mbridge quickstart`` runs::
 
     mbridge data corpus corpus/ && mbridge data instructions sft/
-    mbridge pretrain tiny.gpt_small dir=runs data_paths='[corpus/corpus_text_document]' \\
-        tokenizer_model=corpus/tokenizer
-    mbridge finetune tiny.gpt_small dir=runs dataset_root=sft tokenizer_model=corpus/tokenizer \\
-        pretrained_checkpoint=runs/default/checkpoints
+    mbridge pretrain tiny.gpt_small -a dir=runs -a data_paths='[corpus/corpus_text_document]' \\
+        -a tokenizer_model=corpus/tokenizer
+    mbridge finetune tiny.gpt_small -a dir=runs -a dataset_root=sft \\
+        -a tokenizer_model=corpus/tokenizer -a pretrained_checkpoint=runs/gpt_small/checkpoints
 """
 
 from dataclasses import dataclass, field
 
 from mbridge_models.presets import LlamaModelProvider
 
-from mbridge_train.recipes._common import finetune_recipe, pretrain_recipe
-from mbridge_train.recipes.tiny.gpt_tiny import _CPU
+from mbridge_config import ConfigContainer
+from mbridge_config.overrides import apply_overrides
+from mbridge_train.recipes.build import build_finetune, build_pretrain
+from mbridge_train.recipes.spec import FinetuneSpec, PretrainSpec, recipe
+from mbridge_train.recipes.tiny.gpt_tiny import CPU_SETTINGS
 
 
 @dataclass
@@ -37,27 +40,31 @@ class SmallGPTProvider(LlamaModelProvider):
     bias_activation_fusion: bool = False
 
 
-_LOG = {"logger.log_interval": 50}
-
-
-@pretrain_recipe(SmallGPTProvider, train_iters=400, global_batch_size=16, micro_batch_size=16,
-                 seq_length=128, lr=3e-3, min_lr=3e-4, lr_warmup_iters=20, eval_interval=200,
-                 eval_iters=4, save_interval=200, precision_config=None,
-                 extra={**_CPU, **_LOG, "optimizer.weight_decay": 0.01},
-                 outputs_without_dir=False)
-def pretrain_config(*args, **kwargs):
-    """Small GPT pretraining on the embedded corpus: 400 CPU steps of 16 x 128 tokens."""
-
-
+SETTINGS = CPU_SETTINGS | {"logger.log_interval": 50}
+PRETRAIN = PretrainSpec(__name__, SmallGPTProvider, train_iters=400, global_batch_size=16,
+                        micro_batch_size=16, seq_length=128, lr=3e-3, min_lr=3e-4,
+                        lr_warmup_iters=20, eval_interval=200, eval_iters=4, save_interval=200,
+                        precision_config=None, outputs_without_dir=False)
 # Many small steps beat few large ones for the same samples: on an H200, 1200 x 16 prompts gave
 # 90% exact letter counts where 300 x 64 gave 15% (same base, LoRA r16, lr 3e-3; lr 1e-2 learnt
 # nothing).
-@finetune_recipe(SmallGPTProvider, train_iters=1200, global_batch_size=16, micro_batch_size=16,
-                 seq_length=64, finetune_lr=3e-3, lr_warmup_iters=50, eval_interval=600,
-                 eval_iters=4, save_interval=600, precision_config=None,
-                 peft_fields=dict(dim=16, alpha=32,
-                                  target_modules=["linear_qkv", "linear_proj", "linear_fc1",
-                                                  "linear_fc2"]),
-                 extra={**_CPU, **_LOG}, outputs_without_dir=False)
-def finetune_config(*args, **kwargs):
+FINETUNE = FinetuneSpec(__name__, SmallGPTProvider, train_iters=1200, global_batch_size=16,
+                        micro_batch_size=16, seq_length=64, finetune_lr=3e-3, lr_warmup_iters=50,
+                        eval_interval=600, eval_iters=4, save_interval=600,
+                        precision_config=None, outputs_without_dir=False,
+                        peft_fields=dict(dim=16, alpha=32,
+                                         target_modules=["linear_qkv", "linear_proj",
+                                                         "linear_fc1", "linear_fc2"]))
+
+
+@recipe(PRETRAIN)
+def pretrain_config(**arguments) -> ConfigContainer:
+    """Small GPT pretraining on the embedded corpus: 400 CPU steps of 16 x 128 tokens."""
+    cfg = build_pretrain(PRETRAIN.bind(arguments))
+    return apply_overrides(cfg, SETTINGS | {"optimizer.weight_decay": 0.01})
+
+
+@recipe(FINETUNE)
+def finetune_config(**arguments) -> ConfigContainer:
     """Small GPT LoRA fine-tuning on the embedded instruction set: 1200 CPU steps of 16 prompts."""
+    return apply_overrides(build_finetune(FINETUNE.bind(arguments)), SETTINGS)

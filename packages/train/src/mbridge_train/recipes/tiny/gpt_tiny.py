@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 
 from mbridge_models.presets import LlamaModelProvider
 
-from mbridge_train.recipes._common import finetune_recipe, pretrain_recipe
+from mbridge_config import ConfigContainer
+from mbridge_config.overrides import apply_overrides
+from mbridge_train.recipes.build import build_finetune, build_pretrain
+from mbridge_train.recipes.spec import FinetuneSpec, PretrainSpec, recipe
 
 
 @dataclass
@@ -38,24 +41,28 @@ class TinyGPTProvider(LlamaModelProvider):
 
 # What a CPU run wants that a GPU cluster does not: no dataloader workers or pinned memory,
 # no communication overlap, every step logged, garbage collection left to Python.
-_CPU = {"dataset.num_workers": 0, "dataset.pin_memory": False, "ddp.overlap_grad_reduce": False,
-        "ddp.overlap_param_gather": False, "ddp.average_in_collective": False,
-        "ddp.check_for_nan_in_grad": False, "train.manual_gc": False, "logger.log_interval": 1}
+CPU_SETTINGS = {"dataset.num_workers": 0, "dataset.pin_memory": False,
+                "ddp.overlap_grad_reduce": False, "ddp.overlap_param_gather": False,
+                "ddp.average_in_collective": False, "ddp.check_for_nan_in_grad": False,
+                "train.manual_gc": False, "logger.log_interval": 1}
+
+PRETRAIN = PretrainSpec(__name__, TinyGPTProvider, train_iters=30, global_batch_size=8,
+                        micro_batch_size=4, seq_length=64, lr=3e-3, min_lr=3e-4,
+                        lr_warmup_iters=3, eval_interval=10, eval_iters=2, save_interval=10,
+                        precision_config=None, outputs_without_dir=False)
+FINETUNE = FinetuneSpec(__name__, TinyGPTProvider, train_iters=30, global_batch_size=8,
+                        micro_batch_size=4, seq_length=64, finetune_lr=3e-3, lr_warmup_iters=3,
+                        eval_interval=10, eval_iters=2, save_interval=10, precision_config=None,
+                        peft_fields=dict(dim=8, alpha=16), outputs_without_dir=False)
 
 
-@pretrain_recipe(TinyGPTProvider, train_iters=30, global_batch_size=8, micro_batch_size=4,
-                 seq_length=64, lr=3e-3, min_lr=3e-4, lr_warmup_iters=3, eval_interval=10,
-                 eval_iters=2, save_interval=10, precision_config=None, extra=_CPU,
-                 outputs_without_dir=False)
-def pretrain_config(*args, **kwargs):
+@recipe(PRETRAIN)
+def pretrain_config(**arguments) -> ConfigContainer:
     """Tiny GPT pretraining on CPU in seconds: 30 steps of mock data (or the embedded corpus)."""
+    return apply_overrides(build_pretrain(PRETRAIN.bind(arguments)), CPU_SETTINGS)
 
 
-@finetune_recipe(TinyGPTProvider, train_iters=30, global_batch_size=8, micro_batch_size=4,
-                 seq_length=64, finetune_lr=3e-3, lr_warmup_iters=3, eval_interval=10,
-                 eval_iters=2, save_interval=10, precision_config=None,
-                 peft_fields=dict(dim=8, alpha=16),
-                 extra=_CPU,
-                 outputs_without_dir=False)
-def finetune_config(*args, **kwargs):
+@recipe(FINETUNE)
+def finetune_config(**arguments) -> ConfigContainer:
     """Tiny GPT LoRA fine-tuning on CPU in seconds, on the embedded instruction set."""
+    return apply_overrides(build_finetune(FINETUNE.bind(arguments)), CPU_SETTINGS)
