@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Prepare an offline install of mbridge for a GPU host without network access.
 #
-# Writes into .whl/ (git-ignored): the wheels of all seven mbridge packages, plus cp312
-# manylinux x86_64 wheels of every locked third-party dependency that such a host does not
-# usually have. "Usually has" = the CUDA PyTorch stack and the common scientific packages
+# Usage: scripts/prepare_offline_install.sh [--with-dev] [OUT_DIR]
+#
+# Writes into OUT_DIR (default .whl/, git-ignored): the wheels of all seven mbridge packages,
+# plus cp312 manylinux x86_64 wheels of the locked third-party dependencies that such a host
+# does not usually have: the runtime closure only (a few MB), or with --with-dev also the dev
+# group (the tests' and peers' packages: ~90 MB, more than one GPU-host transfer allows). "Usually has" = the CUDA PyTorch stack and the common scientific packages
 # (torch, triton, numpy, the nvidia-* libraries, pytest, hypothesis, ...): see SKIP below and
 # override it with MBRIDGE_OFFLINE_SKIP="name name ..." when your host differs.
 #
@@ -14,6 +17,11 @@
 # (--no-deps keeps pip from touching the host's own torch; the lock's versions travel.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+groups=(--no-dev)
+if [ "${1:-}" = "--with-dev" ]; then
+  groups=(--group dev)
+  shift
+fi
 out=${1:-.whl}
 mkdir -p "$out"
 
@@ -32,7 +40,7 @@ echo "building the mbridge wheels into $out/"
 uv build --all-packages --wheel --out-dir "$out" -q
 
 requirements=$(uv export --frozen --all-packages --no-hashes --no-emit-workspace \
-  --no-annotate --no-header --group dev | grep -v '^\s*#' | grep -v '^-e' | grep -v "sys_platform == 'win32'" | sed 's/ *;.*//')
+  --no-annotate --no-header "${groups[@]}" | grep -v '^\s*#' | grep -v '^-e' | grep -v "sys_platform == 'win32'" | sed 's/ *;.*//')
 for req in $requirements; do
   name=$(echo "${req%%==*}" | tr 'A-Z_.' 'a-z--')
   if is_skipped "$name"; then continue; fi

@@ -124,7 +124,8 @@ def _rank_main(rank, world_size, port, cpu_runtime, fn, args, kwargs, conn) -> N
             result = fn(rank, world_size, *args, **kwargs)
         finally:
             _reset_megatron_state()
-            dist.destroy_process_group()
+            if dist.is_initialized():  # a run's own teardown may have ended it already
+                dist.destroy_process_group()
         # Plain pickle, not the connection's: torch would share tensors through file
         # descriptors that vanish with this process.
         conn.send_bytes(pickle.dumps(("ok", result)))

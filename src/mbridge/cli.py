@@ -3,50 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 
 def _smoke(args: argparse.Namespace) -> int:
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    model_parallel = args.tensor_parallel * args.pipeline_parallel
-    if world_size % model_parallel:
-        print(
-            f"mbridge smoke: --tensor-parallel {args.tensor_parallel} x --pipeline-parallel "
-            f"{args.pipeline_parallel} needs a multiple of {model_parallel} processes, got "
-            f"WORLD_SIZE={world_size}; launch with torchrun --nproc_per_node={model_parallel}",
-            file=sys.stderr,
-        )
-        return 2
-    print("mbridge smoke: importing torch and megatron-core ...", flush=True)
-    _quiet_megatron_import_warnings()
-    from mbridge_models.smoke import train_tiny_gpt
+    from mbridge.train_cli import smoke
 
-    rank = int(os.environ.get("RANK", "0"))
-    reporter = world_size - 1  # the last rank is on the last pipeline stage
-
-    def report(step: int, loss: float | None, grad_norm: float) -> None:
-        if rank == reporter and loss is not None:
-            print(f"step {step:3d}/{args.steps}  loss {loss:.4f}  grad norm {grad_norm:.3f}",
-                  flush=True)
-
-    result = train_tiny_gpt(
-        steps=args.steps,
-        tensor_parallel=args.tensor_parallel,
-        pipeline_parallel=args.pipeline_parallel,
-        bf16=args.bf16,
-        on_step=report,
-    )
-    if rank == reporter:
-        first, last = result.losses[0], result.losses[-1]
-        verdict = "decreasing" if last < first else "NOT decreasing"
-        print(
-            f"tiny GPT ({result.parameters:,} parameters on this rank) trained {args.steps} steps "
-            f"on {result.device} over {world_size} rank(s) in {result.seconds:.1f} s: "
-            f"loss {first:.4f} -> {last:.4f} ({verdict})"
-        )
-        return 0 if last < first else 1
-    return 0
+    return smoke(args.steps, args.tensor_parallel, args.pipeline_parallel, args.bf16)
 
 
 def _recipes(args: argparse.Namespace) -> int:
@@ -63,22 +26,15 @@ def _recipes(args: argparse.Namespace) -> int:
 
 
 def _quickstart(args: argparse.Namespace) -> int:
+    from mbridge.train_cli import quiet_dependency_warnings
+
     print("mbridge quickstart: importing torch and megatron-core ...", flush=True)
-    _quiet_megatron_import_warnings()
+    quiet_dependency_warnings()
     from mbridge_train.quickstart import run_quickstart
 
     result = run_quickstart(args.work_dir, pretrain_iters=args.pretrain_iters,
                             finetune_iters=args.finetune_iters)
     return 0 if result.accuracy_after["all"] > result.accuracy_before["all"] else 1
-
-
-def _quiet_megatron_import_warnings() -> None:
-    """megatron-core warns at import about optional extras (Apex, TE, absl) it falls back from;
-    the fallbacks are what mbridge expects, so the CLI keeps its output to the run itself."""
-    import warnings
-
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"megatron\.")
-    warnings.filterwarnings("ignore", category=SyntaxWarning, module=r"megatron\.")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     smoke = commands.add_parser(
         "smoke",
-        help="train a tiny megatron-core GPT for a few steps (CPU or GPU) to check the install",
+        help="pretrain the tiny.gpt_tiny recipe for a few steps (CPU or GPU, any TP/PP layout) to "
+             "check the install",
     )
     smoke.add_argument("--steps", type=int, default=20)
     smoke.add_argument("--tensor-parallel", type=int, default=1, metavar="N")

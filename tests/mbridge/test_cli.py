@@ -208,3 +208,28 @@ def test_tiny_lora_finetune_from_a_tiny_pretraining_checkpoint(tmp_path):
         capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "(decreasing)" in done.stdout
+
+
+def _smoke_main(rank, world_size, argv):
+    import contextlib
+    import io
+
+    from mbridge.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(argv)
+    return code, out.getvalue()
+
+
+@pytest.mark.multiproc
+def test_smoke_is_pretrain_on_the_tiny_recipe_at_any_layout():
+    """`mbridge smoke` runs the tiny.gpt_tiny recipe through pretrain() (there is no second
+    training loop); exit 0 only when the loss went down, the summary from the logging rank."""
+    from multirank import run_ranks
+
+    for layout in (["--tensor-parallel", "2"], ["--pipeline-parallel", "2"]):
+        results = run_ranks(_smoke_main, 2, ["smoke", "--steps", "8", *layout])
+        assert [code for code, _ in results] == [0, 0], results
+        summaries = [out for _, out in results if "logged steps over 2 rank(s)" in out]
+        assert len(summaries) == 1 and "(decreasing)" in summaries[0], results

@@ -165,38 +165,3 @@ def test_rng_tracker_streams_across_tensor_parallel_ranks():
     # Default (data-parallel) stream: same on both TP ranks; model-parallel stream: different.
     assert torch.equal(r0[0], r1[0]) and torch.equal(r0[4], r1[4])
     assert not torch.equal(r0[2], r1[2])
-
-
-def _smoke(rank, world_size, **kwargs):
-    from mbridge_models.smoke import train_tiny_gpt
-
-    result = train_tiny_gpt(**kwargs)
-    return result.losses, result.grad_norms
-
-
-@cpu_only
-@pytest.mark.multiproc
-def test_gpt_ddp_optimizer_and_schedule_train_on_cpu():
-    (losses, grad_norms), = run_ranks(_smoke, 1, steps=10)
-    assert len(losses) == 10 and all(g > 0 for g in grad_norms)
-    assert losses[-1] < 0.8 * losses[0], losses
-    (bf16_losses, _), = run_ranks(_smoke, 1, steps=3, bf16=True)
-    assert bf16_losses == pytest.approx(losses[:3], rel=2e-2)
-
-
-@cpu_only
-@pytest.mark.multiproc
-def test_tensor_parallel_training_matches_one_rank():
-    (single, _), = run_ranks(_smoke, 1, steps=4)
-    (tp0, _), (tp1, _) = run_ranks(_smoke, 2, steps=4, tensor_parallel=2)
-    assert tp0 == tp1
-    assert tp0 == pytest.approx(single, rel=1e-5)
-
-
-@cpu_only
-@pytest.mark.multiproc
-def test_pipeline_parallel_schedule_trains_across_two_cpu_ranks():
-    (first_stage, grads0), (last_stage, grads1) = run_ranks(_smoke, 2, steps=8, pipeline_parallel=2)
-    assert first_stage == []  # losses exist on the last stage only
-    assert grads0 == grads1  # the grad norm is reduced across stages
-    assert last_stage[-1] < 0.85 * last_stage[0], last_stage

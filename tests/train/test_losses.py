@@ -57,6 +57,16 @@ def test_scalars_average_and_only_explicit_pairs_divide():
             reduce_reported([{"bad": bad}])
 
 
+def test_reports_are_copies_the_schedule_cannot_change():
+    """megatron divides the trained loss in place (by tokens or micro-batches); a report that
+    aliased it would be divided too."""
+    loss = torch.tensor(12.0)
+    _, _, report = normalize((loss, torch.tensor(4)))
+    _, scalars = normalize((loss, {"m": loss}))
+    loss /= 4
+    assert reduce_reported([report])[LM_LOSS] == 3.0 and reduce_reported([scalars])["m"] == 12.0
+
+
 def test_a_two_number_metric_in_the_scalar_form_is_not_a_pair():
     loss = torch.tensor(1.0)
     with pytest.raises(ValueError, match="'per_class' must be a scalar here"):

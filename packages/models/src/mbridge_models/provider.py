@@ -14,6 +14,7 @@ import torch
 
 from mbridge_config.errors import ConfigError
 from mbridge_config.vocab import padded_vocab_size
+from mbridge_models.runtime import training_device
 
 
 class ModelProviderMixin:
@@ -176,7 +177,7 @@ class ModelProviderMixin:
         self.finalize()
         stages = self.virtual_pipeline_model_parallel_size or 1
         chunks = [self.provide(vp_stage=i if stages > 1 else None) for i in range(stages)]
-        device = _training_device()
+        device = training_device()
         chunks = [chunk.to(device) for chunk in chunks]
         if pre_wrap_hook is not None:
             chunks = pre_wrap_hook(chunks) or chunks
@@ -196,9 +197,3 @@ class ModelProviderMixin:
         if post_wrap_hook is not None:
             chunks = post_wrap_hook(chunks) or chunks
         return chunks
-
-
-def _training_device() -> torch.device:
-    if torch.cuda.is_available():
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")

@@ -46,6 +46,13 @@ def is_active() -> bool:
     return _active
 
 
+def training_device() -> torch.device:
+    """Where this process computes: its current CUDA device, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def activate() -> bool:
     """Redirect megatron-core's CUDA-only calls to the CPU. Inert (returns False) with CUDA.
 

@@ -30,9 +30,7 @@ def initialize_distributed(dist_config=None) -> torch.device:
         torch.distributed.init_process_group(
             backend, rank=int(os.environ.get("RANK", 0)),
             world_size=int(os.environ.get("WORLD_SIZE", 1)), timeout=timeout)
-    if on_cpu:
-        return torch.device("cpu")
-    return torch.device("cuda", torch.cuda.current_device())
+    return runtime.training_device()
 
 
 def _free_port() -> int:

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from mbridge_models.runtime import training_device
 from mbridge_train.losses import masked_token_loss
 
 BATCH_KEYS = ("tokens", "labels", "loss_mask", "position_ids")
@@ -27,7 +28,7 @@ def get_batch(data_iterator, device: torch.device | None = None) -> dict[str, An
     missing = [k for k in ("tokens", "labels") if k not in batch]
     if missing:
         raise KeyError(f"batch lacks {', '.join(missing)} (has {', '.join(sorted(batch))})")
-    device = device or _default_device()
+    device = device or training_device()
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
             for k, v in batch.items()}
 
@@ -85,9 +86,3 @@ def _attention_mask(state, batch: dict[str, Any]):
     if dataset is not None and not getattr(dataset, "reset_attention_mask", False):
         return None
     return batch.get("attention_mask")
-
-
-def _default_device() -> torch.device:
-    if torch.cuda.is_available():
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")

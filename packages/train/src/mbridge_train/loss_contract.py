@@ -29,9 +29,11 @@ class TokenMean(NamedTuple):
 
 
 def token_mean(total, count) -> TokenMean:
-    """The pair for reporting (detached float scalars, on the loss's device)."""
-    total = torch.as_tensor(total).detach().float().reshape(())
-    return TokenMean(total, torch.as_tensor(count, device=total.device).detach().float().reshape(()))
+    """The pair for reporting: float scalars on the loss's device, copies (megatron's schedule
+    divides the loss it trains on in place, which must not reach the report)."""
+    total = torch.as_tensor(total).detach().float().clone().reshape(())
+    count = torch.as_tensor(count, device=total.device).detach().float().clone().reshape(())
+    return TokenMean(total, count)
 
 
 def normalize(result):
@@ -124,7 +126,7 @@ def _scalar(name: str, value) -> torch.Tensor:
         raise ValueError(f"reported value {name!r} must be a scalar here (a per-token mean needs "
                          f"the token-aware (loss, num_tokens, metadata) form or "
                          f"loss_contract.token_mean), got {tensor.numel()} numbers")
-    return tensor.float().reshape(())
+    return tensor.float().clone().reshape(())  # a copy, as for token_mean
 
 
 def _scalar_or_pair(name: str, value):

@@ -40,6 +40,9 @@ class Run:
     history: list[dict] = field(default_factory=list)
     """One dict per logged step (step, lr, grad_norm, step_time_s, losses) and per evaluation
     (step, split, losses); the loss-curve plot takes its validation points from here."""
+    world_size: int = 1
+    logging_rank: bool = False
+    """Whether this rank prints and logs (``distributed.is_last_rank_logger``): set by train()."""
     hooks: dict[str, Any] = field(default_factory=dict)
     """Model-config attributes megatron's schedule reads during a call (grad_scale_func, timers,
     ...), set only for the duration of each call (``_scheduled``)."""
@@ -93,7 +96,8 @@ def setup(cfg, *, training_mode: str = "pretrain") -> Run:
     iterators = data_setup.build_iterators(
         cfg, datasets, state.train_state, ps.get_data_parallel_rank(), dp_size,
         model_chunks=len(model))
-    return Run(state, model, optimizer, scheduler, *iterators, hooks=hooks)
+    return Run(state, model, optimizer, scheduler, *iterators, world_size=world_size,
+               hooks=hooks)
 
 
 def _seed(seed: int) -> None:
@@ -256,7 +260,7 @@ def train(run: Run, forward_step_func: Callable) -> Run:
     progress = state.train_state
     first_step = progress.step
     forward_step = schedule_step(forward_step_func, state)
-    logging_rank = is_last_rank_logger()
+    logging_rank = run.logging_rank = is_last_rank_logger()
     loggers.open_loggers(state, logging_rank)
     reporter = Reporter(state, logging_rank, _seq_length(cfg))
     run.hooks["timers"] = profiling.schedule_timers(state)
