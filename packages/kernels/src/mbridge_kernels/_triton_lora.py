@@ -41,7 +41,8 @@ def build_kernels():
     def down_kernel(x_ptr, sxn, sxk, a_ptr, sar, sak, out_ptr, son, sor, seed_ptr,
                     N, K, R, p, keep_scale,
                     HAS_DROPOUT: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
-                    BR: tl.constexpr, PRECISION: tl.constexpr):
+                    BR: tl.constexpr, PRECISION: tl.constexpr,
+                    UPCAST: tl.constexpr):
         rows = tl.program_id(0) * BN + tl.arange(0, BN)
         rr = tl.program_id(1) * BR + tl.arange(0, BR)
         acc = tl.zeros((BN, BR), dtype=tl.float32)
@@ -60,6 +61,9 @@ def build_kernels():
                 x = tl.where(keep, x.to(tl.float32) * keep_scale, 0.0).to(x_ptr.dtype.element_ty)
             a = tl.load(a_ptr + rr[None, :] * sar + cols[:, None] * sak,
                         mask=(rr[None, :] < R) & (cols[:, None] < K), other=0.0)
+            if UPCAST:  # the interpreter's dot has no bf16/fp16 (the values are unchanged)
+                x = x.to(tl.float32)
+                a = a.to(tl.float32)
             acc = tl.dot(x, a, acc, input_precision=PRECISION)
         tl.store(out_ptr + rows[:, None].to(tl.int64) * son + rr[None, :] * sor,
                  acc.to(out_ptr.dtype.element_ty), mask=(rows[:, None] < N) & (rr[None, :] < R))
@@ -68,13 +72,16 @@ def build_kernels():
     def dx_da_kernel(x_ptr, sxn, sxk, g_ptr, sgn, sgr, a_ptr, sar, sak, dx_ptr, sdn, sdk,
                      da_ptr, seed_ptr, N, K, R, rows_per_split, p, keep_scale,
                      HAS_DROPOUT: tl.constexpr, WRITE_DX: tl.constexpr, BN: tl.constexpr,
-                     BK: tl.constexpr, BR: tl.constexpr, PRECISION: tl.constexpr):
+                     BK: tl.constexpr, BR: tl.constexpr, PRECISION: tl.constexpr,
+                    UPCAST: tl.constexpr):
         pid_k = tl.program_id(0)
         pid_s = tl.program_id(1)
         cols = pid_k * BK + tl.arange(0, BK)
         rr = tl.arange(0, BR)
         a = tl.load(a_ptr + rr[:, None] * sar + cols[None, :] * sak,
                     mask=(rr[:, None] < R) & (cols[None, :] < K), other=0.0)
+        if UPCAST:
+            a = a.to(tl.float32)
         acc = tl.zeros((BR, BK), dtype=tl.float32)
         if HAS_DROPOUT:
             seed = tl.load(seed_ptr)
@@ -93,6 +100,9 @@ def build_kernels():
                 x = tl.where(keep, x.to(tl.float32) * keep_scale, 0.0).to(x_ptr.dtype.element_ty)
             g = tl.load(g_ptr + rows[:, None].to(tl.int64) * sgn + rr[None, :] * sgr,
                         mask=(rows[:, None] < end) & (rr[None, :] < R), other=0.0)
+            if UPCAST:
+                x = x.to(tl.float32)
+                g = g.to(tl.float32)
             acc = tl.dot(tl.trans(g), x, acc, input_precision=PRECISION)
             if WRITE_DX:
                 low = tl.dot(g, a, input_precision=PRECISION)
@@ -116,8 +126,8 @@ def build_kernels():
     return down_kernel, dx_da_kernel, mask_kernel
 
 
-def _precision(dtype: torch.dtype) -> str:
-    return "ieee" if dtype == torch.float32 else "tf32"
+def _precision(dtype: torch.dtype, device: torch.device) -> str:
+    return "ieee" if dtype == torch.float32 or _interpreted(device) else "tf32"
 
 
 def _interpreted(device: torch.device) -> bool:
@@ -139,7 +149,8 @@ def down(x: torch.Tensor, a: torch.Tensor, p: float, seed: torch.Tensor | None) 
     kernel[grid](x, x.stride(0), x.stride(1), a, a.stride(0), a.stride(1),
                  out, out.stride(0), out.stride(1), seed if dropout else x,
                  n, k, r, float(p), 1.0 / (1.0 - p),
-                 HAS_DROPOUT=dropout, BN=bn, BK=bk, BR=br, PRECISION=_precision(x.dtype),
+                 HAS_DROPOUT=dropout, BN=bn, BK=bk, BR=br,
+                 PRECISION=_precision(x.dtype, x.device), UPCAST=_interpreted(x.device),
                  num_warps=4)
     return out
 
@@ -176,7 +187,7 @@ def dx_da(x: torch.Tensor, g: torch.Tensor, a: torch.Tensor, dx: torch.Tensor | 
         dx.stride(1) if dx is not None else 0, partial, seed if dropout else x,
         n, k, r, rows_per_split, float(p), 1.0 / (1.0 - p),
         HAS_DROPOUT=dropout, WRITE_DX=dx is not None, BN=bn, BK=bk, BR=br,
-        PRECISION=_precision(x.dtype), num_warps=4)
+        PRECISION=_precision(x.dtype, x.device), UPCAST=_interpreted(x.device), num_warps=4)
     return partial.sum(0) if splits > 1 else partial[0]
 
 
