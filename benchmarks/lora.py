@@ -320,8 +320,9 @@ def layer_main(args) -> None:
 
 def e2e_main(args) -> None:
     """llama.llama32_1b's fine-tune recipe (LoRA dim 32 / full SFT), seq 2048, micro-batch 8,
-    global batch 32, mock data, through mbridge.training.pretrain (same loop as finetune, no
-    base checkpoint needed for timing); median step time after the warm-up steps."""
+    global batch 32, mock data, through mbridge.training.pretrain (the loop finetune runs,
+    without loading a base checkpoint: random weights time the same); median step time after
+    the warm-up steps."""
     from llama_bench import init_single_rank, step_stats
 
     from mbridge.recipes.llama import llama32_1b
@@ -331,6 +332,11 @@ def e2e_main(args) -> None:
     from mbridge_models import runtime
     from mbridge_peft import compute
 
+    from mbridge_config import container
+
+    # Timing only: random base weights stand in for the pretrained checkpoint a LoRA run needs.
+    if container.rule_peft_needs_pretrained in container.RULES:
+        container.RULES.remove(container.rule_peft_needs_pretrained)
     runtime.activate()
     init_single_rank(29541)
     rows = []
@@ -346,14 +352,15 @@ def e2e_main(args) -> None:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
         compute.lora_backend = backend
+        iters = args.warmup + args.steps
         cfg = llama32_1b.finetune_config(peft=peft, seq_length=args.seq, micro_batch_size=8,
-                                         global_batch_size=32,
-                                         train_iters=args.warmup + args.steps)
+                                         global_batch_size=32, train_iters=iters,
+                                         lr_warmup_iters=1, lr_decay_iters=iters)
         cfg.dataset = MockGPTDatasetConfig(sequence_length=args.seq, num_workers=2,
                                            split="1,0,0", random_seed=1234)
         cfg.tokenizer = TokenizerConfig(tokenizer_type="NullTokenizer",
                                         vocab_size=cfg.model.vocab_size)
-        cfg.checkpoint.save = cfg.checkpoint.load = None
+        cfg.checkpoint.save = cfg.checkpoint.load = cfg.checkpoint.save_interval = None
         cfg.checkpoint.pretrained_checkpoint = None
         cfg.logger.tensorboard_dir = None
         cfg.train.eval_interval, cfg.train.eval_iters = None, 0
