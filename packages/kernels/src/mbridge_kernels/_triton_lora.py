@@ -143,7 +143,12 @@ def down(x: torch.Tensor, a: torch.Tensor, p: float, seed: torch.Tensor | None) 
     if n == 0:
         return out
     br = min(_pow2(r), MAX_RANK_BLOCK)
-    bn, bk = (16, 32) if _interpreted(x.device) else (64, 128 if br <= 64 else 64)
+    if _interpreted(x.device):
+        bn, bk = 16, 32
+    else:  # rows per program: at least two programs per SM, so the reads of x fill HBM
+        bn, bk = 64, (128 if br <= 64 else 64)
+        while bn > 16 and triton.cdiv(n, bn) * triton.cdiv(r, br) < 2 * _sms(x.device):
+            bn //= 2
     grid = (triton.cdiv(n, bn), triton.cdiv(r, br))
     dropout = p > 0.0
     kernel[grid](x, x.stride(0), x.stride(1), a, a.stride(0), a.stride(1),
