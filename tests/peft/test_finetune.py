@@ -96,6 +96,10 @@ def _finetune(rank, world_size, pretrain_steps, lora_steps):
     return dict(before=before, start=start, after=after, base_unchanged=base_unchanged,
                 missing_are_adapters=bool(missing) and all(".adapter." in k for k in missing),
                 ddp_holds_adapters_only=buffered == set(adapters),
+                frozen_have_no_grads=not [n for n, p in ddp.module.named_parameters()
+                                          if not p.requires_grad and (
+                                              p.grad is not None or
+                                              getattr(p, "main_grad", None) is not None)],
                 optimizer_holds_adapters_only={id(p) for p in optimized} == {id(p) for p in adapters})
 
 
@@ -117,3 +121,4 @@ def test_lora_finetune_improves_answer_accuracy(run):
 def test_only_adapters_train(run):
     assert run["base_unchanged"] and run["missing_are_adapters"]
     assert run["ddp_holds_adapters_only"] and run["optimizer_holds_adapters_only"]
+    assert run["frozen_have_no_grads"]  # no .grad, no megatron main_grad buffer view

@@ -14,13 +14,20 @@ from multirank import run_ranks
 
 pytestmark = pytest.mark.multiproc
 
-METHODS = ("lora", "dora")
+METHODS = ("lora", "lora-triton", "dora")
+"""lora: the fused op with its CPU backend (the reference); lora-triton: the fused op's Triton
+kernels under the interpreter (all of them, also where cuBLAS would serve without dropout)."""
 
 
 def _peft(method):
-    from mbridge_peft import DoRA, LoRA
+    from mbridge_kernels import lora as kernel_lora
+    from mbridge_peft import DoRA, LoRA, compute
 
-    return (LoRA if method == "lora" else DoRA)(dim=4, alpha=8)
+    triton = method == "lora-triton"
+    compute.lora_backend = "triton" if triton else "auto"
+    kernel_lora.kernel_policy.update(down="always" if triton else "dropout",
+                                     dx_da="always" if triton else "dropout")
+    return (DoRA if method == "dora" else LoRA)(dim=4, alpha=8)
 
 
 def _one(provider, method, base=None, adapters=None):

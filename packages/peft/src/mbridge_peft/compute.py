@@ -1,16 +1,20 @@
-"""The adapter arithmetic: the one place a fused LoRA kernel would plug in.
+"""The adapter arithmetic of the unfused path, and which path LoRA layers take.
 
-mbridge-kernels has no LoRA kernel yet, so these are plain PyTorch: two thin GEMMs through the
-rank-r bottleneck (``B @ A`` is never formed in the forward). The product is split in two because
-tensor parallelism may communicate in the bottleneck (see adapters). A fused kernel (dropout +
-down-projection, or up-projection + add into the base output) would replace ``down`` / ``up``
-with the same signatures, and these stay its reference and test oracle (DESIGN.md).
+LoRA layers run through `mbridge_kernels.lora_linear` (base GEMM + adapter in one op per rank,
+see `mbridge_peft.fused`) whenever the layer allows it; ``lora_backend`` is its backend:
+"auto" (Triton on CUDA, the plain-PyTorch reference elsewhere), "triton", "reference", or
+"off" for the unfused path below everywhere. The unfused path (DoRA, "post" dropout, TE
+layers, ...) is two thin GEMMs through the rank-r bottleneck (``B @ A`` is never formed in the
+forward), split in two because tensor parallelism may communicate in the bottleneck (see
+adapters).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+lora_backend = "auto"
 
 
 def down(x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mbridge_peft import fused
 from mbridge_peft.adapters import DoRAAdapter, LoRAAdapter
 from mbridge_peft.linears import LinearLayout
 
@@ -158,6 +159,8 @@ class LoRALinear(AdapterWrapper):
     """``y = W x (+ b) + s B A x``; exactly the base output while B is zero."""
 
     def forward(self, x, *args, **kwargs):
+        if fused.fusable(self, args, kwargs):
+            return fused.forward(self, x, *args, **kwargs)
         out, bias, adapter_input = self._call_base(x, *args, **kwargs)
         if self.merged:
             return self._pack(out, bias)
