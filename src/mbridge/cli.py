@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 
 def _smoke(args: argparse.Namespace) -> int:
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    print("mbridge smoke: importing torch and megatron-core ...", flush=True)
+    _quiet_megatron_import_warnings()
+    from mbridge_config.launch import detect
+
+    launch = detect()  # torchrun's or SLURM's variables
+    world_size, rank = launch.world_size, launch.rank
     model_parallel = args.tensor_parallel * args.pipeline_parallel
     if world_size % model_parallel:
         print(
@@ -18,11 +22,8 @@ def _smoke(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    print("mbridge smoke: importing torch and megatron-core ...", flush=True)
-    _quiet_megatron_import_warnings()
     from mbridge_models.smoke import train_tiny_gpt
 
-    rank = int(os.environ.get("RANK", "0"))
     reporter = world_size - 1  # the last rank is on the last pipeline stage
 
     def report(step: int, loss: float | None, grad_norm: float) -> None:

@@ -12,7 +12,7 @@ stack drives the loss down quickly and a broken one does not.
 
 from __future__ import annotations
 
-import os
+import dataclasses
 import socket
 import time
 from dataclasses import dataclass, field
@@ -20,6 +20,7 @@ from typing import Callable
 
 import torch
 import torch.distributed as dist
+from mbridge_config.launch import detect
 
 from mbridge_models import runtime
 
@@ -171,13 +172,13 @@ def _pattern_batches(batch, seq_length, vocab_size, device, seed):
 def _ensure_process_group(on_cpu: bool) -> None:
     if dist.is_initialized():
         return
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    if "MASTER_PORT" not in os.environ:
+    launch = detect()  # torchrun's or SLURM's variables, or a lone process
+    if launch.master_port is None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
-            os.environ["MASTER_PORT"] = str(s.getsockname()[1])
-    rank = int(os.environ.get("RANK", 0))
-    world_size = int(os.environ.get("WORLD_SIZE", 1))
+            launch = dataclasses.replace(launch, master_port=s.getsockname()[1])
+    launch.export()
     if not on_cpu:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-    dist.init_process_group("gloo" if on_cpu else "nccl", rank=rank, world_size=world_size)
+        torch.cuda.set_device(launch.local_rank)
+    dist.init_process_group("gloo" if on_cpu else "nccl", rank=launch.rank,
+                            world_size=launch.world_size)

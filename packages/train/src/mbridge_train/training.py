@@ -14,7 +14,8 @@ from typing import Any, Callable
 
 import torch
 
-from mbridge_train import checkpointing, data_setup, loggers, loss_curve, preflight, profiling
+from mbridge_train import (checkpointing, data_setup, distributed, loggers, loss_curve, preflight,
+                           profiling)
 from mbridge_train.distributed import initialize_distributed, is_last_rank_logger
 from mbridge_train.forward_contract import schedule_step
 from mbridge_train.garbage import ManualGC
@@ -49,10 +50,10 @@ def setup(cfg, *, training_mode: str = "pretrain") -> Run:
         destroy_num_microbatches_calculator, init_num_microbatches_calculator)
     from megatron.core.timers import Timers
 
-    initialize_distributed(cfg.dist)
-    world_size = torch.distributed.get_world_size()
+    # Sizes that do not fit the world are reported on every rank before any collective.
     cfg.finalize()
-    cfg.validate(world_size)
+    cfg.validate(distributed.world_size())
+    initialize_distributed(cfg.dist)
     preflight.run(cfg)
     checkpointing.check_supported(cfg.checkpoint)
     state = GlobalState(cfg=cfg)
