@@ -3,8 +3,15 @@
     python launch_script.py OUT_DIR [KEY=VALUE ...]     (Hydra-style overrides, as plugins add)
 
 Trains ``tiny.gpt_tiny`` (mock data, no writes unless overrides ask) and leaves in OUT_DIR one
-``rank<R>.json`` per rank: how the launch was read (launcher, rank, world size, master address)
-and the loop's history, so tests compare exact losses between launchers.
+``rank<R>.json`` per rank: how the launch was read (launcher, rank, world size, master address),
+the loop's history (tests compare exact losses between launchers), the final config as YAML and
+the launch-related environment.
+
+Faults for the plugin tests, set by environment:
+  MBRIDGE_TEST_READY_FILE    after step 2, write this process's pid there and wait (up to 2 min)
+                             for the exit signal: the test sends SIGTERM as a scheduler would
+  MBRIDGE_TEST_CRASH_MARKER  right after the first checkpoint save, if that file does not exist,
+                             create it and die (exit 3): a crash the launcher must restart from
 """
 
 from __future__ import annotations
@@ -13,6 +20,9 @@ import json
 import os
 import sys
 
+ENV_RECORDED = ("CUDA_DEVICE_MAX_CONNECTIONS", "NVTE_FWD_LAYERNORM_SM_MARGIN",
+                "NVTE_BWD_LAYERNORM_SM_MARGIN", "WANDB_MODE", "TORCHELASTIC_RESTART_COUNT",
+                "PET_MAX_RESTARTS")
 BASE = ["train.train_iters=4", "train.eval_interval=null", "train.eval_iters=1",
         "logger.log_interval=1"]
 
@@ -31,9 +41,48 @@ def train(overrides: list[str]) -> tuple[dict, list[dict]]:
     from mbridge.training.gpt_step import forward_step
 
     launch = detect()
+    _install_faults()
     run = pretrain(config(overrides), forward_step)
-    return ({"launcher": launch.launcher, "rank": launch.rank, "world_size": launch.world_size,
-             "master_addr": launch.master_addr}, run.history)
+    info = {"launcher": launch.launcher, "rank": launch.rank, "world_size": launch.world_size,
+            "master_addr": launch.master_addr}
+    train.last_config_yaml = run.state.cfg.to_yaml()
+    return info, run.history
+
+
+def _install_faults() -> None:
+    import time
+
+    from mbridge_train import training
+
+    ready, marker = os.environ.get("MBRIDGE_TEST_READY_FILE"), \
+        os.environ.get("MBRIDGE_TEST_CRASH_MARKER")
+    if ready:
+        real_step = training.train_step
+
+        def step_then_wait(run, forward_step):
+            result = real_step(run, forward_step)
+            if run.state.train_state.step == 1:  # this call finishes step 2
+                with open(ready + ".tmp", "w") as f:
+                    f.write(str(os.getpid()))
+                os.replace(ready + ".tmp", ready)
+                handler = run.state.signal_handler
+                for _ in range(1200):
+                    if handler is None or getattr(handler, "_signal_received", False):
+                        break
+                    time.sleep(0.1)
+            return result
+
+        training.train_step = step_then_wait
+    if marker:
+        real_save = training.save
+
+        def save_then_crash(run):
+            real_save(run)
+            if not os.path.exists(marker):
+                open(marker, "w").close()
+                os._exit(3)
+
+        training.save = save_then_crash
 
 
 def train_losses(history: list[dict]) -> list[float]:
@@ -55,8 +104,8 @@ def main() -> None:
     path = os.path.join(out_dir, f"rank{launch['rank']}.json")
     with open(path + ".tmp", "w") as f:
         json.dump({"launch": launch, "history": history, "argv": overrides,
-                   "env": {k: v for k, v in os.environ.items() if k.startswith("MBRIDGE_TEST")}},
-                  f)
+                   "config": getattr(train, "last_config_yaml", ""),
+                   "env": {k: os.environ[k] for k in ENV_RECORDED if k in os.environ}}, f)
     os.replace(path + ".tmp", path)
 
 
