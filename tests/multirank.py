@@ -10,6 +10,9 @@ mbridge's CPU runtime; when any rank fails, the error names every failing rank w
         return some_picklable_value
 
     results = run_ranks(body, world_size=2, scale=3.0)   # results[r] is rank r's return value
+
+With ``launch_env=lambda rank: {...}`` a rank gets those variables instead of torchrun's and
+starts no process group itself: the body's own start-up reads them (e.g. SLURM's).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ def run_ranks(
     *args: Any,
     timeout: float = 300.0,
     cpu_runtime: bool = True,
+    launch_env: Callable[[int], dict[str, str]] | None = None,
     **kwargs: Any,
 ) -> list[Any]:
     """Call ``fn(rank, world_size, *args, **kwargs)`` on ``world_size`` forked gloo ranks."""
@@ -59,7 +63,7 @@ def run_ranks(
         parent_end, child_end = ctx.Pipe(duplex=False)
         p = ctx.Process(
             target=_rank_main,
-            args=(rank, world_size, port, cpu_runtime, fn, args, kwargs, child_end),
+            args=(rank, world_size, port, cpu_runtime, launch_env, fn, args, kwargs, child_end),
             name=f"rank{rank}",
         )
         p.start()
@@ -104,22 +108,33 @@ def run_ranks(
     return [outcomes[r][1] for r in range(world_size)]
 
 
-def _rank_main(rank, world_size, port, cpu_runtime, fn, args, kwargs, conn) -> None:
+_LAUNCH_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK", "WORLD_SIZE",
+                     "LOCAL_WORLD_SIZE")
+
+
+def _rank_main(rank, world_size, port, cpu_runtime, launch_env, fn, args, kwargs, conn) -> None:
     code = 0
     try:
         import torch
         import torch.distributed as dist
 
-        os.environ.update(
-            MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-            LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_WORLD_SIZE=str(world_size),
-        )
+        if launch_env is None:
+            os.environ.update(
+                MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
+                LOCAL_WORLD_SIZE=str(world_size),
+            )
+        else:
+            for name in _LAUNCH_VARIABLES:
+                os.environ.pop(name, None)
+            os.environ.update(launch_env(rank))
         torch.set_num_threads(1)
         if cpu_runtime:
             from mbridge_models import runtime
 
             runtime.activate()
-        dist.init_process_group("gloo", rank=rank, world_size=world_size)
+        if launch_env is None:
+            dist.init_process_group("gloo", rank=rank, world_size=world_size)
         try:
             result = fn(rank, world_size, *args, **kwargs)
         finally:

@@ -15,7 +15,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-NOT_RECIPES = {"utils"}
+NOT_RECIPES = {"utils", "run_plugins"}
 
 
 def recipes_root() -> Path:

@@ -3,6 +3,7 @@
     mbridge pretrain llama.llama3_8b train.train_iters=100 model.tensor_model_parallel_size=2
     mbridge finetune tiny.gpt_tiny -a dataset_root=sft/ -a peft=null --dry-run
     torchrun --nproc_per_node=8 -m mbridge.cli pretrain llama.llama3_8b
+    srun --ntasks-per-node=8 python -m mbridge.cli pretrain llama.llama3_8b   # no torchrun
 
 Everything the argument parser and the recipe lookup need is the standard library: a misspelt
 recipe or flag is answered before torch and megatron-core load.
@@ -66,15 +67,17 @@ def _run(args: argparse.Namespace, kind: str) -> int:
     recipe = _lookup(recipe_name, kind) if recipe_name else None
     recipe_args = _parse_recipe_args(args.recipe_args)
 
-    rank, world_size = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     source = f"mbridge.recipes.{recipe.name}" if recipe else args.config_file
-    if rank == 0 and not args.dry_run:
+    if os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")) == "0" and not args.dry_run:
         print(f"mbridge {kind}: {source} (importing torch and megatron-core ...)",
               file=sys.stderr, flush=True)
     quiet_dependency_warnings()
     from mbridge_config.errors import ConfigError
+    from mbridge_config.launch import detect
 
     try:
+        launch = detect()  # torchrun's or srun's variables; a bad one is a usage error
+        rank, world_size = launch.rank, launch.world_size
         cfg = _build(recipe, recipe_args, args.config_file)
         cfg.apply_overrides(overrides)
     except ConfigError as error:
@@ -172,16 +175,17 @@ def _train(cfg, kind: str, require_progress: bool = False) -> int:
 def smoke(steps: int, tensor_parallel: int, pipeline_parallel: int, bf16: bool) -> int:
     """``mbridge smoke``: the tiny.gpt_tiny recipe through pretrain() at the given layout, mock
     data, nothing written; exits 1 when the loss does not go down."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if int(os.environ.get("RANK", "0")) == 0:
+    if os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")) == "0":
         print(f"mbridge smoke: tiny.gpt_tiny, {steps} steps, TP={tensor_parallel} "
-              f"PP={pipeline_parallel} over {world_size} rank(s) (importing torch and "
-              "megatron-core ...)", file=sys.stderr, flush=True)
+              f"PP={pipeline_parallel} (importing torch and megatron-core ...)",
+              file=sys.stderr, flush=True)
     quiet_dependency_warnings()
     from mbridge_config.errors import ConfigError
+    from mbridge_config.launch import detect
     from mbridge_train.recipes.tiny.gpt_tiny import pretrain_config
 
     try:
+        detect()  # a malformed launcher variable is a usage error, before any work
         cfg = pretrain_config().apply_overrides([
             f"train.train_iters={steps}", "train.eval_interval=null",
             f"model.tensor_model_parallel_size={tensor_parallel}",

@@ -7,8 +7,7 @@ import pytest
 from mbridge_config import container
 
 
-@pytest.fixture(autouse=True, scope="session")
-def config_rules_only():
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(container, "_installed_rules", lambda: [])
-        yield
+@pytest.fixture(autouse=True)
+def config_rules_only(monkeypatch):
+    # Per test, not per session: a session fixture would stay active for every later test.
+    monkeypatch.setattr(container, "_installed_rules", lambda: [])

@@ -10,7 +10,7 @@ from typing import Any, Callable
 from megatron.core.distributed import DistributedDataParallelConfig
 from megatron.core.optimizer import OptimizerConfig
 
-from mbridge_config import serialization
+from mbridge_config import launch, serialization
 from mbridge_config.comm_overlap import CommOverlapConfig
 from mbridge_config.data import FinetuningDatasetConfig, GPTDatasetConfig
 from mbridge_config.errors import ConfigError
@@ -94,9 +94,10 @@ class ConfigContainer:
 
     def validate(self, world_size: int | None = None) -> "ConfigContainer":
         """Raise one ConfigError listing every violated rule (``all_rules()``: RULES and those
-        of installed packages); return self when all hold."""
+        of installed packages); return self when all hold. ``world_size`` defaults to the
+        launcher's (torchrun's or SLURM's variables)."""
         if world_size is None:
-            world_size = int(os.environ.get("WORLD_SIZE", "1"))
+            world_size = launch.world_size()
         problems: list[tuple[str, str]] = []
         for rule in all_rules():
             problems += rule(self, world_size)

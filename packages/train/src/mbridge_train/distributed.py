@@ -1,36 +1,48 @@
-"""Process-group start-up: torchrun's environment, a lone process, or CPU ranks over gloo."""
+"""Process-group start-up: torchrun's or SLURM's environment, a lone process; CPU ranks over gloo."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
-import os
 import socket
 
 import torch
+from mbridge_config.launch import LaunchEnv, detect
 
 from mbridge_models import runtime
 
 
-def initialize_distributed(dist_config=None) -> torch.device:
+def initialize_distributed(dist_config=None, launch: LaunchEnv | None = None) -> torch.device:
     """Start torch.distributed (if not yet) and return this rank's device.
 
+    Rank, world size and rank 0's address come from ``launch`` or, by default, from the
+    launcher's environment (torchrun, SLURM srun, or none: see mbridge_config.launch); they are
+    written back as the torchrun variables, so a SLURM launch looks like torchrun to the rest.
     Without CUDA, mbridge's CPU runtime is activated and gloo is used, whatever the config
     asks for, so the same script runs on a laptop.
     """
     on_cpu = runtime.activate()
     if not torch.distributed.is_initialized():
-        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        if "MASTER_PORT" not in os.environ:
-            os.environ["MASTER_PORT"] = str(_free_port())
+        launch = launch or detect()
+        if launch.master_port is None:
+            launch = dataclasses.replace(launch, master_port=_free_port())
+        launch.export()
         backend = "gloo" if on_cpu else getattr(dist_config, "distributed_backend", "nccl")
         timeout = datetime.timedelta(minutes=getattr(dist_config, "distributed_timeout_minutes",
                                                      10) or 10)
         if not on_cpu:
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+            torch.cuda.set_device(launch.local_rank)
         torch.distributed.init_process_group(
-            backend, rank=int(os.environ.get("RANK", 0)),
-            world_size=int(os.environ.get("WORLD_SIZE", 1)), timeout=timeout)
+            backend, rank=launch.rank, world_size=launch.world_size, timeout=timeout)
     return runtime.training_device()
+
+
+def world_size() -> int:
+    """The started process group's size, else the one the launcher describes (for checks that
+    run before the process group starts)."""
+    if torch.distributed.is_initialized():
+        return torch.distributed.get_world_size()
+    return detect().world_size
 
 
 def _free_port() -> int:

@@ -15,7 +15,8 @@ from typing import Any, Callable
 
 import torch
 
-from mbridge_train import checkpointing, data_setup, loggers, loss_curve, preflight, profiling
+from mbridge_train import (checkpointing, data_setup, distributed, loggers, loss_curve, preflight,
+                           profiling)
 from mbridge_train.distributed import initialize_distributed, is_last_rank_logger
 from mbridge_train.forward_contract import schedule_step
 from mbridge_train.garbage import ManualGC
@@ -56,10 +57,11 @@ def setup(cfg, *, training_mode: str = "pretrain") -> Run:
         destroy_num_microbatches_calculator, init_num_microbatches_calculator)
     from megatron.core.timers import Timers
 
-    initialize_distributed(cfg.dist)
-    world_size = torch.distributed.get_world_size()
+    # Sizes that do not fit the world are reported on every rank before any collective.
+    world_size = distributed.world_size()
     cfg.finalize()
     cfg.validate(world_size)
+    initialize_distributed(cfg.dist)
     preflight.run(cfg)
     state = GlobalState(cfg=cfg)
     state.timers = Timers(cfg.logger.timing_log_level, cfg.logger.timing_log_option)
