@@ -65,3 +65,16 @@ def make_families(root, names=None):
         with torch.no_grad():
             out[name] = (folder, model(ids).logits)
     return out, ids
+
+
+def save_tiny_tokenizer(folder) -> None:
+    """A word-level tokenizer over VOCAB tokens ``t0 .. t127``, saved as tokenizer.json etc."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {f"t{i}": i for i in range(VOCAB)}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="t0"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="t0", bos_token="t1",
+                                        eos_token="t2", pad_token="t3")
+    tokenizer.save_pretrained(str(folder))

@@ -3,6 +3,8 @@
     <save>/iter_0000010/                        one torch_dist checkpoint per save: model chunks,
                                                 optimizer, scheduler, train state, per-rank RNG
     <save>/iter_0000010/run_config.yaml         the run's config, for humans
+    <save>/iter_0000010/hf_assets/              Hugging Face config + tokenizer files, so the
+                                                save exports alone (mbridge_train.hf_assets)
     <save>/latest_checkpointed_iteration.txt    written last (temp file + rename): a save it does
                                                 not name was never finished and is never loaded
 
@@ -175,6 +177,7 @@ def save_checkpoint(state, model: list, optimizer, scheduler) -> str | None:
                             content_metadata=_serializable(metadata))
     if _rank() == 0:
         _write_config(cfg, os.path.join(directory, CONFIG_FILE))
+        _write_hf_assets(cfg, directory)
     _barrier()
     if _rank() == 0:
         write_tracker(root, iteration)
@@ -231,6 +234,18 @@ def _write_config(cfg, path: str) -> None:
     finally:
         for name, value in saved.items():
             setattr(model, name, value)
+
+
+def _write_hf_assets(cfg, directory: str) -> None:
+    """The Hugging Face config / tokenizer files beside the weights (hf_assets), so the save
+    exports with nothing else (none for models no Hugging Face architecture describes); a file
+    that cannot be copied costs a warning, not the save."""
+    from mbridge_train.hf_assets import save_with_checkpoint
+
+    try:
+        save_with_checkpoint(cfg, directory)
+    except OSError as error:
+        warnings.warn(f"{directory}: no hf_assets written ({error})", stacklevel=2)
 
 
 def _prune(root: str, tracked: int, keep: int | None) -> None:
@@ -334,6 +349,18 @@ def load_pretrained_weights(path: str, model: list) -> str:
     loaded = _load(request, directory, "assume_ok_unexpected")
     _load_model(model, loaded, request, lenient=False, where=directory)
     _say(f" loaded pretrained weights from {directory}")
+    return directory
+
+
+def load_adapter_weights(path: str, model: list) -> str:
+    """Load only the adapters of an adapter-only (PEFT) save into an adapted ``model``."""
+    directory = _pretrained_directory(path)
+    if not _info(directory).get("adapters_only"):
+        raise CheckpointError(f"{directory}: holds a full model, not PEFT adapters")
+    request = _sharded_request(model, None, _sharding_metadata(None, None), adapters_only=True,
+                               loading=True, rng=False)
+    loaded = _load(request, directory, "assume_ok_unexpected")
+    _load_model(model, loaded, request, lenient=False, where=directory)
     return directory
 
 

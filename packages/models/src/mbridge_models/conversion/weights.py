@@ -69,7 +69,7 @@ def model_tensors(model: Any) -> dict[str, torch.Tensor]:
         layers = getattr(getattr(bare, "decoder", None), "layers", None)
         offset = layers[0].layer_number - 1 if layers is not None and len(layers) else 0
         for name, tensor in bare.state_dict(keep_vars=True).items():
-            if name.endswith("_extra_state") or tensor is None:
+            if name.endswith("_extra_state") or tensor is None or ".adapter." in name:
                 continue
             out[_canonical(name, offset)] = tensor
     return out
