@@ -22,8 +22,10 @@ LLAMA3_ROPE = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                "rope_theta": 500000.0}
 
 
-def _configs():
+def _configs(vocab: int = VOCAB):
     from transformers import LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config
+
+    BASE = {**globals()["BASE"], "vocab_size": vocab}
 
     return {
         # Llama 3.1: llama3 RoPE scaling (the low-frequency half of head_dim 16 is rescaled).
@@ -48,13 +50,13 @@ def _randomise(model) -> None:
                         else 0.5 * torch.randn(p.shape, generator=g))
 
 
-def make_families(root, names=None):
+def make_families(root, names=None, vocab: int = VOCAB):
     """{family: (folder, HF logits of ``ids``)} and the ``ids`` used."""
     from transformers import AutoModelForCausalLM
 
     ids = torch.randint(0, VOCAB, (2, SEQ), generator=torch.Generator().manual_seed(1))
     out = {}
-    for name, config in _configs().items():
+    for name, config in _configs(vocab).items():
         if names is not None and name not in names:
             continue
         torch.manual_seed(0)
@@ -67,13 +69,13 @@ def make_families(root, names=None):
     return out, ids
 
 
-def save_tiny_tokenizer(folder) -> None:
-    """A word-level tokenizer over VOCAB tokens ``t0 .. t127``, saved as tokenizer.json etc."""
+def save_tiny_tokenizer(folder, vocab: int = VOCAB) -> None:
+    """A word-level tokenizer over ``vocab`` tokens ``t0 t1 ...``, saved as tokenizer.json etc."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {f"t{i}": i for i in range(VOCAB)}
-    core = Tokenizer(models.WordLevel(vocab, unk_token="t0"))
+    words = {f"t{i}": i for i in range(vocab)}
+    core = Tokenizer(models.WordLevel(words, unk_token="t0"))
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="t0", bos_token="t1",
                                         eos_token="t2", pad_token="t3")

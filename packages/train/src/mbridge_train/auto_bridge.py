@@ -235,7 +235,7 @@ class AutoBridge:
     @_either
     def export_ckpt(self, cls, megatron_path: str | os.PathLike, hf_path: str | os.PathLike,
                     show_progress: bool = True, merge_adapter_weights: bool = True,
-                    **overrides: Any) -> Path:
+                    max_shard_size: int | str = "2GB", **overrides: Any) -> Path:
         """A Megatron checkpoint (save root or iter folder) -> a Hugging Face folder. As a
         classmethod the architecture, config and tokenizer come from the checkpoint's own
         hf_assets; an adapter-only (PEFT) checkpoint is merged onto the base weights it names."""
@@ -257,7 +257,8 @@ class AutoBridge:
             else:
                 load_pretrained_weights(str(directory), model)
             return bridge.save_hf_pretrained(model, hf_path, show_progress=show_progress,
-                                             merge_adapter_weights=merge_adapter_weights)
+                                             merge_adapter_weights=merge_adapter_weights,
+                                             max_shard_size=max_shard_size)
 
     def export_dtype(self) -> torch.dtype | None:
         """The dtype exports are written in: ``torch_dtype``, else the config's."""
@@ -344,7 +345,7 @@ def _read_config(path: Path) -> dict:
 def _checkpoint_directory(path: str | os.PathLike) -> Path:
     from mbridge_train.checkpointing import _pretrained_directory
 
-    return Path(_pretrained_directory(str(path)))
+    return Path(_pretrained_directory(str(path), what="a Megatron checkpoint to export"))
 
 
 def _check_same_architecture(bridge: AutoBridge, config_path: Path, directory: Path) -> None:

@@ -364,14 +364,14 @@ def load_adapter_weights(path: str, model: list) -> str:
     return directory
 
 
-def _pretrained_directory(path: str) -> str:
+def _pretrained_directory(path: str, what: str = "checkpoint.pretrained_checkpoint") -> str:
     if os.path.isfile(os.path.join(path, TRACKER)):
         return find_checkpoint(path)
     if _is_finished(path):
         return path
-    what = "does not exist" if not os.path.exists(path) else (
+    problem = "does not exist" if not os.path.exists(path) else (
         f"is neither a save folder with {TRACKER} nor a finished iter_* checkpoint folder")
-    raise CheckpointError(f"{path}: {what} (checkpoint.pretrained_checkpoint)")
+    raise CheckpointError(f"{path}: {problem} ({what})")
 
 
 def _info(directory: str) -> dict:
