@@ -70,8 +70,8 @@ def _train_then_export(rank, world_size, hf_dir, root, ids):
         logits, model = _logits(fresh.to_megatron_provider(load_weights=False, seq_length=SEQ,
                                                            use_cpu_initialization=True),
                                 f"{root}/{name}", ids, peft)
-        if peft:
-            fresh.save_hf_adapter(model, f"{root}/{name}-adapter")
+        if peft:  # classmethod use: the adapter checkpoint alone
+            AutoBridge.export_adapter_ckpt(f"{root}/{name}", f"{root}/{name}-adapter")
         results[name] = logits
     os.rename(hf_dir + "-hidden", hf_dir)
     return results

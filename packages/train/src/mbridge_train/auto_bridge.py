@@ -260,6 +260,26 @@ class AutoBridge:
                                              merge_adapter_weights=merge_adapter_weights,
                                              max_shard_size=max_shard_size)
 
+    @_either
+    def export_adapter_ckpt(self, cls, peft_checkpoint: str | os.PathLike,
+                            output_path: str | os.PathLike, **overrides: Any) -> Path:
+        """An adapter-only (PEFT) Megatron checkpoint -> a Hugging Face PEFT adapter folder
+        (adapter_model.safetensors + adapter_config.json), from the checkpoint alone."""
+        from mbridge_train.checkpointing import CheckpointError
+
+        directory = _checkpoint_directory(peft_checkpoint)
+        bridge = self if self is not None else cls.from_megatron_checkpoint(directory)
+        if not _adapters_only(directory):
+            raise CheckpointError(f"{directory}: holds a full model, not PEFT adapters (use "
+                                  "export_ckpt)")
+        with _single_process("AutoBridge.export_adapter_ckpt"):
+            provider = bridge.to_megatron_provider(load_weights=False,
+                                                   use_cpu_initialization=True, **overrides)
+            provider.initialize_model_parallel(seed=0)
+            model = [provider.provide()]
+            _load_adapted(model, directory)
+            return bridge.save_hf_adapter(model, output_path, provider=provider)
+
     def export_dtype(self) -> torch.dtype | None:
         """The dtype exports are written in: ``torch_dtype``, else the config's."""
         if self.torch_dtype is not None:
