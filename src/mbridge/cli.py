@@ -66,10 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
                             help="default: the tiny.gpt_small recipe's")
     quickstart.add_argument("--finetune-iters", type=int, default=None, metavar="N")
     quickstart.set_defaults(handler=_quickstart)
+    from mbridge.convert_cli import add_commands as add_convert_commands  # stdlib-only too
     from mbridge.train_cli import add_commands as add_train_commands  # stdlib-only at import
     from mbridge_data.cli import add_commands as add_data_commands  # stdlib-only at import
 
     add_train_commands(commands)
+    add_convert_commands(commands)
 
     add_data_commands(commands)
     return parser

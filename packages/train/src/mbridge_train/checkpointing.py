@@ -3,6 +3,8 @@
     <save>/iter_0000010/                        one torch_dist checkpoint per save: model chunks,
                                                 optimizer, scheduler, train state, per-rank RNG
     <save>/iter_0000010/run_config.yaml         the run's config, for humans
+    <save>/iter_0000010/hf_assets/              Hugging Face config + tokenizer files, so the
+                                                save exports alone (mbridge_train.hf_assets)
     <save>/latest_checkpointed_iteration.txt    written last (temp file + rename): a save it does
                                                 not name was never finished and is never loaded
 
@@ -153,6 +155,7 @@ def save_checkpoint(ckpt, train_state, model: list, optimizer=None, scheduler=No
                             content_metadata=_serializable(metadata))
     if _rank() == 0 and run_config is not None:
         _write_config(run_config, os.path.join(directory, CONFIG_FILE))
+        _write_hf_assets(run_config, directory)
     _barrier()
     if _rank() == 0:
         write_tracker(root, iteration)
@@ -162,14 +165,17 @@ def save_checkpoint(ckpt, train_state, model: list, optimizer=None, scheduler=No
     return directory
 
 
-def save_model_weights(model: list, root: str) -> str:
+def save_model_weights(model: list, root: str, provider=None) -> str:
     """The model chunks alone (no optimizer, no RNG) as iteration 0 under ``root``: a start that
-    ``pretrained_checkpoint`` or ``load`` reads under any parallel layout (collective)."""
-    from mbridge_config import CheckpointConfig
+    ``pretrained_checkpoint`` or ``load`` reads under any parallel layout (collective). With
+    ``provider`` it also keeps the model's config and Hugging Face files (hf_assets), so it
+    exports with nothing else."""
+    from mbridge_config import CheckpointConfig, ConfigContainer
     from mbridge_train.state import TrainState
 
-    return save_checkpoint(CheckpointConfig(save=str(root), save_optim=False, save_rng=False),
-                           TrainState(), model)
+    ckpt = CheckpointConfig(save=str(root), save_optim=False, save_rng=False)
+    run_config = None if provider is None else ConfigContainer(model=provider, checkpoint=ckpt)
+    return save_checkpoint(ckpt, TrainState(), model, run_config=run_config)
 
 
 def _has_state(optimizer) -> bool:
@@ -200,6 +206,18 @@ def _write_config(cfg, path: str) -> None:
         cfg.to_yaml(path)
     except ConfigError as error:
         warnings.warn(f"{path} not written: {error}", stacklevel=2)
+
+
+def _write_hf_assets(cfg, directory: str) -> None:
+    """The Hugging Face config / tokenizer files beside the weights (hf_assets), so the save
+    exports with nothing else (none for models no Hugging Face architecture describes); a file
+    that cannot be copied costs a warning, not the save."""
+    from mbridge_train.hf_assets import save_with_checkpoint
+
+    try:
+        save_with_checkpoint(cfg, directory)
+    except OSError as error:
+        warnings.warn(f"{directory}: no hf_assets written ({error})", stacklevel=2)
 
 
 def _prune(root: str, tracked: int, keep: int | None) -> None:
@@ -306,14 +324,26 @@ def load_pretrained_weights(path: str, model: list) -> str:
     return directory
 
 
-def _pretrained_directory(path: str) -> str:
+def load_adapter_weights(path: str, model: list) -> str:
+    """Load only the adapters of an adapter-only (PEFT) save into an adapted ``model``."""
+    directory = _pretrained_directory(path)
+    if not _info(directory).get("adapters_only"):
+        raise CheckpointError(f"{directory}: holds a full model, not PEFT adapters")
+    request = _sharded_request(model, None, _sharding_metadata(None, None), adapters_only=True,
+                               loading=True, rng=False)
+    loaded = _load(request, directory, "assume_ok_unexpected")
+    _load_model(model, loaded, request, lenient=False, where=directory)
+    return directory
+
+
+def _pretrained_directory(path: str, what: str = "checkpoint.pretrained_checkpoint") -> str:
     if os.path.isfile(os.path.join(path, TRACKER)):
         return find_checkpoint(path)
     if _is_finished(path):
         return path
-    what = "does not exist" if not os.path.exists(path) else (
+    problem = "does not exist" if not os.path.exists(path) else (
         f"is neither a save folder with {TRACKER} nor a finished iter_* checkpoint folder")
-    raise CheckpointError(f"{path}: {what} (checkpoint.pretrained_checkpoint)")
+    raise CheckpointError(f"{path}: {problem} ({what})")
 
 
 def _info(directory: str) -> dict:

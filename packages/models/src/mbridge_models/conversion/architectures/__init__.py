@@ -1,0 +1,1 @@
+"""One module per Hugging Face architecture, each defining ``ARCHITECTURE`` (see registry)."""
