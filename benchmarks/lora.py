@@ -373,6 +373,8 @@ def e2e_main(args) -> None:
         except Exception as exc:  # noqa: BLE001
             traceback.print_exc()
             rows.append({"name": label, "status": f"error: {type(exc).__name__}: {exc}"[:300]})
+        finally:
+            run = None  # else the last run's model and optimizer count in the next one's peak
         print(rows[-1], flush=True)
     compute.lora_backend = "auto"
     full = next((r for r in rows if r["name"] == "full SFT" and "step_ms_median" in r), None)

@@ -5,13 +5,15 @@ over the big tensors (a dropped copy of x and its mask, a delta the size of y ad
 second pass, separate passes over dY). Here the base GEMMs stay cuBLAS and everything else
 rides on them:
 
-* forward: ``y = addmm(bias, x, W^T)``; ``xa = dropout(x) A^T`` (Triton: dropout applied while
-  x is read, no mask stored, only the seed); ``y.addmm_(xa, B^T, alpha=scale)`` (cuBLAS beta=1:
-  the low-rank update accumulated into y in place). Saved: x, xa [N, r], the seed.
+* forward: ``xa = dropout(x) A^T`` (Triton: dropout applied while x is read, no mask stored,
+  only the seed); ``y = addmm(bias, xa, B^T, alpha=scale)``; ``y.addmm_(x, W^T)`` (cuBLAS
+  beta=1: the base GEMM accumulates onto the low-rank term, so reading y back rides in its
+  epilogue). Saved: x, xa [N, r], the seed.
 * backward: ``dX = dY W`` (cuBLAS), ``g = scale * dY B``, ``dB = scale * dY^T xa``; then one
   Triton pass over x and dX gives ``dA = g^T dropout(x)`` and adds ``(g A) * mask / (1 - p)``
-  into dX in place, the mask regenerated from the seed. Without dropout the same two products
-  are a cuBLAS GEMM and an in-place addmm_. No dW is ever computed; a frozen bias gets none.
+  into dX in place, the mask regenerated from the seed. Without dropout both are cuBLAS:
+  ``dA = g^T x`` and ``dX = (g A).addmm_(dY, W)`` (the base GEMM accumulating onto the
+  low-rank term, as in forward). No dW is ever computed; a frozen bias gets none.
 
 Layouts (megatron-core's fused linears with one adapter per projection): ``"qkv"`` - A stacks
 the q, k, v adapters' A ([3r, in]) and B's rows follow linear_qkv's interleaved order (per
@@ -116,12 +118,17 @@ class _LoRALinear(torch.autograd.Function):
     def forward(ctx, x, weight, bias, a, b, scale, p, seed):
         from . import _triton_lora
 
-        y = torch.addmm(bias, x, weight.t()) if bias is not None else x @ weight.t()
         if p > 0.0 or kernel_policy["down"] == "always":
             xa = _triton_lora.down(x, a, p, seed)
         else:
             xa = x @ a.t()
-        y.addmm_(xa, b.t(), alpha=scale)
+        # The low-rank term first, then the base GEMM accumulates onto it (beta=1): reading y
+        # back happens in the big GEMM's epilogue, hidden under its math, not in a pass of its own.
+        if bias is not None:
+            y = torch.addmm(bias, xa, b.t(), alpha=scale)
+        else:
+            y = torch.addmm(x.new_empty(()), xa, b.t(), beta=0, alpha=scale)
+        y.addmm_(x, weight.t())
         keep_x = ctx.needs_input_grad[3] or (ctx.needs_input_grad[0] and (
             p > 0.0 or kernel_policy["dx_da"] == "always"))
         ctx.save_for_backward(x if keep_x else None,
@@ -138,21 +145,21 @@ class _LoRALinear(torch.autograd.Function):
         scale, p = ctx.scale, ctx.p
         want_x, _, want_bias, want_a, want_b = ctx.needs_input_grad[:5]
         dy = dy.contiguous()
-        dx = dy @ weight if want_x else None
-        da = db = None
+        dx = da = db = None
         if want_b:
             db = torch.mm(dy.t(), xa).mul_(scale)
-        if want_x or want_a:
-            g = torch.mm(dy, b).mul_(scale)
-            if p > 0.0 or kernel_policy["dx_da"] == "always":
+        g = torch.mm(dy, b).mul_(scale) if want_x or want_a else None
+        if p > 0.0 or kernel_policy["dx_da"] == "always":
+            dx = dy @ weight if want_x else None
+            if g is not None:
                 # One pass over x (mask regenerated) and dX; dA comes out of it too.
                 da32 = _triton_lora.dx_da(x, g, a, dx, p, seed)
                 da = da32.to(a.dtype) if want_a else None
-            else:
-                if want_a:
-                    da = torch.mm(g.t(), x)
-                if want_x:
-                    dx.addmm_(g, a)
+        else:
+            if want_a:
+                da = torch.mm(g.t(), x)
+            if want_x:  # as in forward: the big GEMM accumulates onto the low-rank term
+                dx = torch.mm(g, a).addmm_(dy, weight)
         dbias = dy.sum(0) if want_bias else None
         return dx, None, dbias, da, db, None, None, None
 
