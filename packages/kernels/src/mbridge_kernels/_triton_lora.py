@@ -31,6 +31,13 @@ def _pow2(n: int, floor: int = 16) -> int:
     return max(floor, 1 << max(0, (n - 1).bit_length()))
 
 
+if triton is not None:
+    @triton.jit
+    def keep_mask(seed, rows, cols, K, p):
+        """The one definition of the dropout mask: forward, backward and dropout_mask agree."""
+        return tl.rand(seed, (rows[:, None].to(tl.int64) * K + cols[None, :]).to(tl.int32)) >= p
+
+
 @functools.cache
 def _kernels():
     return build_kernels()
@@ -56,8 +63,7 @@ def build_kernels():
             x = tl.load(x_ptr + rows[:, None].to(tl.int64) * sxn + cols[None, :] * sxk,
                         mask=inside, other=0.0)
             if HAS_DROPOUT:
-                offs = (rows[:, None].to(tl.int64) * K + cols[None, :]).to(tl.int32)
-                keep = tl.rand(seed, offs) >= p
+                keep = keep_mask(seed, rows, cols, K, p)
                 x = tl.where(keep, x.to(tl.float32) * keep_scale, 0.0).to(x_ptr.dtype.element_ty)
             a = tl.load(a_ptr + rr[None, :] * sar + cols[:, None] * sak,
                         mask=(rr[None, :] < R) & (cols[:, None] < K), other=0.0)
@@ -95,8 +101,7 @@ def build_kernels():
             x = tl.load(x_ptr + rows[:, None].to(tl.int64) * sxn + cols[None, :] * sxk,
                         mask=inside, other=0.0)
             if HAS_DROPOUT:
-                offs = (rows[:, None].to(tl.int64) * K + cols[None, :]).to(tl.int32)
-                keep = tl.rand(seed, offs) >= p
+                keep = keep_mask(seed, rows, cols, K, p)
                 x = tl.where(keep, x.to(tl.float32) * keep_scale, 0.0).to(x_ptr.dtype.element_ty)
             g = tl.load(g_ptr + rows[:, None].to(tl.int64) * sgn + rr[None, :] * sgr,
                         mask=(rows[:, None] < end) & (rr[None, :] < R), other=0.0)
@@ -118,8 +123,7 @@ def build_kernels():
     def mask_kernel(out_ptr, seed_ptr, N, K, p, BN: tl.constexpr, BK: tl.constexpr):
         rows = tl.program_id(0) * BN + tl.arange(0, BN)
         cols = tl.program_id(1) * BK + tl.arange(0, BK)
-        keep = tl.rand(tl.load(seed_ptr),
-                       (rows[:, None].to(tl.int64) * K + cols[None, :]).to(tl.int32)) >= p
+        keep = keep_mask(tl.load(seed_ptr), rows, cols, K, p)
         tl.store(out_ptr + rows[:, None].to(tl.int64) * K + cols[None, :], keep.to(tl.int8),
                  mask=(rows[:, None] < N) & (cols[None, :] < K))
 
