@@ -146,20 +146,20 @@ def _dry_run(cfg, world_size: int, rank: int) -> int:
 def _train(cfg, kind: str, require_progress: bool = False) -> int:
     """Run the entry point; the logging rank sums the run up in one line. With
     ``require_progress`` the exit status says whether the loss went down (``mbridge smoke``)."""
-    from mbridge_config.errors import ConfigError
-    from mbridge_data.errors import DataError
+    from mbridge_config.errors import ConfigError, MBridgeError
     from mbridge_train import finetune, pretrain
     from mbridge_train.distributed import destroy_process_group
     from mbridge_train.gpt_step import forward_step
     from mbridge_train.loss_contract import LM_LOSS
+    from mbridge_train.user_errors import one_line
 
     entry = pretrain if kind == "pretrain" else finetune
     try:
         run = entry(cfg, forward_step)
     except ConfigError as error:
         raise UsageError(_one_line(error)) from None
-    except DataError as error:
-        _error(kind, str(error))
+    except MBridgeError as error:  # a data file, a checkpoint, ...: one line, status 1
+        print(one_line(error), file=sys.stderr)
         return 1
     finally:
         destroy_process_group()

@@ -6,7 +6,13 @@ import difflib
 from collections.abc import Iterable
 
 
-class ConfigError(ValueError):
+class MBridgeError(Exception):
+    """Raised on purpose for bad input (a config field, a file, a checkpoint): the message
+    names what is wrong and is the whole story, so entry points show it as one line, not a
+    traceback (``mbridge_train.user_errors``). Every package's error type derives from it."""
+
+
+class ConfigError(MBridgeError, ValueError):
     """A configuration value (or several) is invalid; each line names the field and the rule."""
 
     def __init__(self, problems: list[tuple[str, str]] | str, field: str | None = None):

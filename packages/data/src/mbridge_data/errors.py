@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from mbridge_config.errors import MBridgeError
 
-class DataError(ValueError):
+
+class DataError(MBridgeError, ValueError):
     """A data file or data option is unusable; the message names the file (and line) and why.
 
     Config-field problems that can be checked without reading data raise

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from mbridge_config.errors import MBridgeError
 from safetensors.torch import save_file
 
 from mbridge_models.conversion.llama import hf_linear_names, split_output_rows
@@ -25,7 +26,7 @@ from mbridge_peft.state import atomic_write, collect_full_adapter_state
 PREFIX = "base_model.model."
 
 
-class ExportError(ValueError):
+class ExportError(MBridgeError, ValueError):
     """The adapted model has adapters Hugging Face PEFT cannot represent."""
 
 

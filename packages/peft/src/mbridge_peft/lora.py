@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
+from mbridge_config.errors import MBridgeError
 from torch import nn
 
 from mbridge_peft.adapters import INIT_METHODS, LoRAAdapter
@@ -16,7 +17,7 @@ from mbridge_peft.wrappers import AdapterWrapper, LoRALinear
 DEFAULT_TARGETS = ("linear_qkv", "linear_proj", "linear_fc1", "linear_fc2")
 
 
-class PEFTConfigError(ValueError):
+class PEFTConfigError(MBridgeError, ValueError):
     """A LoRA / DoRA field has a value that cannot work."""
 
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 from typing import Iterable, Sequence
 
+from mbridge_config.errors import MBridgeError
 
-class TargetError(ValueError):
+
+class TargetError(MBridgeError, ValueError):
     """target_modules / exclude_modules name no linear layer of the model."""
 
 

@@ -25,7 +25,7 @@ import warnings
 import numpy as np
 import torch
 
-from mbridge_config.errors import ConfigError
+from mbridge_config.errors import ConfigError, MBridgeError
 
 TRACKER = "latest_checkpointed_iteration.txt"
 CONFIG_FILE = "run_config.yaml"
@@ -34,7 +34,7 @@ _INFO = "mbridge"  # common-state entry describing what a checkpoint holds
 _RNG_KEY = "mbridge_rng_state"
 _LENIENT = {"log_unexpected", "log_all", "return_unexpected", "return_all", "ignore_all"}
 
-class CheckpointError(RuntimeError):
+class CheckpointError(MBridgeError, RuntimeError):
     """A checkpoint file or folder is missing, unfinished, corrupt or does not fit the model."""
 
 

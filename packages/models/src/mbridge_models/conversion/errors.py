@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from mbridge_config.errors import MBridgeError
 
-class ConversionError(ValueError):
+
+class ConversionError(MBridgeError, ValueError):
     """A Hugging Face config or checkpoint (or a Megatron model) conversion cannot represent;
     the message names the tensor, file or config field."""
