@@ -44,7 +44,7 @@ def converted(tmp_path_factory):
     return families, results
 
 
-FAMILIES = ["llama", "llama_tied", "mistral", "qwen2", "qwen3"]
+FAMILIES = ["llama", "llama_tied", "mistral", "qwen2", "qwen3", "qwen3_moe", "qwen3_moe_raw"]
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -49,7 +49,8 @@ class Architecture:
 
     def entries(self, provider: Any) -> Iterator[tuple[WeightMapping, tuple[str, ...]]]:
         """Every (mapping, wildcard values) of a whole model, in Hugging Face order (layer by
-        layer). Tied output weights are not entries: the embedding is."""
+        layer; a second wildcard is the expert index, over every expert of the model). Tied
+        output weights are not entries: the embedding is."""
         layered = [m for m in self.mappings if m.wildcards and self.present(m, provider)]
         flat = [m for m in self.mappings if not m.wildcards and self.present(m, provider)]
         first = [m for m in flat if "embedding" in m.megatron]
@@ -58,7 +59,11 @@ class Architecture:
             yield mapping, ()
         for layer in range(provider.num_layers):
             for mapping in layered:
-                yield mapping, (str(layer),)
+                if mapping.wildcards == 1:
+                    yield mapping, (str(layer),)
+                    continue
+                for expert in range(provider.num_moe_experts or 0):
+                    yield mapping, (str(layer), str(expert))
         for mapping in last:
             yield mapping, ()
 
