@@ -53,7 +53,6 @@ def test_hf_fields_it_cannot_honour_are_named(edit, field):
 @pytest.mark.parametrize("edit, field", [
     (dict(moe_shared_expert_intermediate_size=32), "moe_shared_expert_intermediate_size"),
     (dict(moe_router_score_function="sigmoid"), "moe_router_score_function"),
-    (dict(moe_grouped_gemm=True), "moe_grouped_gemm"),
     (dict(moe_layer_freq=[0, 1]), "moe_layer_freq"),
     (dict(qk_layernorm=False), "qk_layernorm"),
 ])

@@ -6,8 +6,9 @@ tensors are checked before any parameter is touched. Exporting: a generator that
 tensor at a time, gathers it over the tensor-parallel group, hands it from its pipeline stage
 to every stage, and yields its Hugging Face tensor(s).
 
-MoE experts: a rank's ``local_experts.<i>`` are renamed to the global expert index (expert
-parallelism splits the experts evenly, in order), and an expert tensor is split and gathered over
+MoE experts: a rank's ``local_experts.<i>`` (or TE grouped GEMM's ``linear_fc1.weight<i>``) are
+renamed to sequential experts with the global index (expert parallelism splits the experts
+evenly, in order), and an expert tensor is split and gathered over
 the expert-tensor-parallel group (its parameters carry ``allreduce=False``).
 """
 
@@ -24,6 +25,8 @@ from mbridge_models.conversion.registry import Architecture
 
 _LAYER = re.compile(r"^decoder\.layers\.(\d+)\.(.+)$")
 _LOCAL_EXPERT = re.compile(r"^mlp\.experts\.local_experts\.(\d+)\.(.+)$")
+# Transformer Engine's grouped GEMM experts: one module, expert e's tensor is ``weight<e>``.
+_GROUPED_EXPERT = re.compile(r"^mlp\.experts\.(linear_fc[12])\.(weight|bias)(\d+)$")
 # The Transformer Engine spec folds the pre-attention / pre-MLP norms into the next linear.
 _TE_NORMS = {"self_attention.linear_qkv.layer_norm_weight": "input_layernorm.weight",
              "mlp.linear_fc1.layer_norm_weight": "pre_mlp_layernorm.weight"}
@@ -99,6 +102,10 @@ def _canonical(name: str, offset: int, expert_offset: int = 0) -> str:
     expert = _LOCAL_EXPERT.match(rest)
     if expert:
         rest = f"mlp.experts.local_experts.{int(expert.group(1)) + expert_offset}.{expert.group(2)}"
+    grouped = _GROUPED_EXPERT.match(rest)
+    if grouped:
+        linear, kind, local = grouped.groups()
+        rest = f"mlp.experts.local_experts.{int(local) + expert_offset}.{linear}.{kind}"
     return f"decoder.layers.{int(index) + offset}.{_TE_NORMS.get(rest, rest)}"
 
 
