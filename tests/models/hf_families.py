@@ -24,7 +24,8 @@ LLAMA3_ROPE = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
 
 
 def _configs(vocab: int = VOCAB):
-    from transformers import LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config, Qwen3MoeConfig
+    from transformers import (DeepseekV3Config, LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config,
+                              Qwen3MoeConfig)
 
     BASE = {**globals()["BASE"], "vocab_size": vocab}
 
@@ -45,6 +46,13 @@ def _configs(vocab: int = VOCAB):
         # ... and the raw softmax weights of the top 2 (norm_topk_prob False).
         "qwen3_moe_raw": Qwen3MoeConfig(**BASE, num_experts=4, num_experts_per_tok=2,
                                         moe_intermediate_size=32, norm_topk_prob=False),
+        # DeepSeek-V3: MLA (low-rank q), one dense layer then 4 routed experts (sigmoid,
+        # selection bias, scaling 2.5) + a shared expert.
+        "deepseek_v3": DeepseekV3Config(
+            **{**BASE, "num_key_value_heads": 4}, moe_intermediate_size=32, n_routed_experts=4,
+            num_experts_per_tok=2, n_shared_experts=1, first_k_dense_replace=1, q_lora_rank=32,
+            kv_lora_rank=16, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16, n_group=1,
+            topk_group=1, routed_scaling_factor=2.5),
     }
 
 
@@ -52,6 +60,8 @@ def _randomise(model) -> None:
     g = torch.Generator().manual_seed(7)
     with torch.no_grad():
         for name, p in model.named_parameters():
+            if name.endswith("e_score_correction_bias"):
+                p.copy_(0.1 * torch.randn(p.shape, generator=g))
             if name.endswith("mlp.gate.weight"):  # MoE router: decisive, token-dependent routing
                 p.mul_(20.0)
             if name.endswith("norm.weight") or name.endswith(".bias"):

@@ -45,7 +45,8 @@ def converted(tmp_path_factory):
     return families, results
 
 
-FAMILIES = ["llama", "llama_tied", "mistral", "qwen2", "qwen3", "qwen3_moe", "qwen3_moe_raw"]
+FAMILIES = ["llama", "llama_tied", "mistral", "qwen2", "qwen3", "qwen3_moe", "qwen3_moe_raw",
+            "deepseek_v3"]
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -14,7 +14,7 @@ from mbridge_models.conversion.errors import ConversionError
 from mbridge_models.conversion.registry import (get_architecture, list_supported_models,
                                                 provider_from_hf_config)
 
-SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "qwen3_moe")
+SUPPORTED_MODEL_TYPES = ("deepseek_v3", "llama", "mistral", "qwen2", "qwen3", "qwen3_moe")
 
 __all__ = ["ConversionError", "SUPPORTED_MODEL_TYPES", "hf_linear_names", "list_supported_models",
            "load_hf_weights", "provider_from_hf_config", "split_output_rows"]
