@@ -1,7 +1,8 @@
 """Tiny random Hugging Face models of every family the registry converts, saved to disk.
 
 2 layers, grouped-query attention (4 heads, 2 groups), random (not 1) norm weights and biases,
-so a mapping that swaps, drops or mis-fuses any tensor changes the logits.
+so a mapping that swaps, drops or mis-fuses any tensor changes the logits. MoE families have 4
+experts, top-2, with a router scaled up so the chosen experts differ from token to token.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ LLAMA3_ROPE = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
 
 
 def _configs(vocab: int = VOCAB):
-    from transformers import LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config
+    from transformers import (DeepseekV3Config, LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config,
+                              Qwen3MoeConfig)
 
     BASE = {**globals()["BASE"], "vocab_size": vocab}
 
@@ -38,6 +40,19 @@ def _configs(vocab: int = VOCAB):
         "qwen2": Qwen2Config(**BASE),
         # Qwen3: QK-norm and head_dim 24 != hidden / heads.
         "qwen3": Qwen3Config(**BASE, head_dim=24),
+        # Qwen3-MoE: 4 experts, top-2, renormalised top-k weights, QK-norm.
+        "qwen3_moe": Qwen3MoeConfig(**BASE, num_experts=4, num_experts_per_tok=2,
+                                    moe_intermediate_size=32, norm_topk_prob=True),
+        # ... and the raw softmax weights of the top 2 (norm_topk_prob False).
+        "qwen3_moe_raw": Qwen3MoeConfig(**BASE, num_experts=4, num_experts_per_tok=2,
+                                        moe_intermediate_size=32, norm_topk_prob=False),
+        # DeepSeek-V3: MLA (low-rank q), one dense layer then 4 routed experts (sigmoid,
+        # selection bias, scaling 2.5) + a shared expert.
+        "deepseek_v3": DeepseekV3Config(
+            **{**BASE, "num_key_value_heads": 4}, moe_intermediate_size=32, n_routed_experts=4,
+            num_experts_per_tok=2, n_shared_experts=1, first_k_dense_replace=1, q_lora_rank=32,
+            kv_lora_rank=16, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16, n_group=1,
+            topk_group=1, routed_scaling_factor=2.5),
     }
 
 
@@ -45,6 +60,10 @@ def _randomise(model) -> None:
     g = torch.Generator().manual_seed(7)
     with torch.no_grad():
         for name, p in model.named_parameters():
+            if name.endswith("e_score_correction_bias"):
+                p.copy_(0.1 * torch.randn(p.shape, generator=g))
+            if name.endswith("mlp.gate.weight"):  # MoE router: decisive, token-dependent routing
+                p.mul_(20.0)
             if name.endswith("norm.weight") or name.endswith(".bias"):
                 p.copy_(1.0 + 0.3 * torch.randn(p.shape, generator=g) if "norm" in name
                         else 0.5 * torch.randn(p.shape, generator=g))

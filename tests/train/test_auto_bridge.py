@@ -91,7 +91,7 @@ def round_trip(tmp_path_factory):
     from transformers import AutoTokenizer
 
     root = tmp_path_factory.mktemp("round_trip")
-    families, ids = make_families(root / "hf", names=["llama_tied", "qwen3"])
+    families, ids = make_families(root / "hf", names=["llama_tied", "qwen3", "qwen3_moe"])
     originals = {}
     for name, (folder, _) in families.items():
         save_tiny_tokenizer(folder)
@@ -101,7 +101,7 @@ def round_trip(tmp_path_factory):
     return root, families, originals, ids
 
 
-@pytest.mark.parametrize("family", ["llama_tied", "qwen3"])
+@pytest.mark.parametrize("family", ["llama_tied", "qwen3", "qwen3_moe"])
 def test_checkpoint_alone_exports_every_tensor_bit_exactly(round_trip, family):
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -97,8 +97,7 @@ def translated_config(provider) -> dict | None:
     from mbridge_models.conversion.llama import architecture_of
     from mbridge_models.gpt_provider import GPTModelProvider
 
-    if not isinstance(provider, GPTModelProvider) or provider.num_moe_experts or (
-            provider.multi_latent_attention):
+    if not isinstance(provider, GPTModelProvider) or provider.multi_latent_attention:
         return None
     try:
         return architecture_of(provider).hf_config(provider)

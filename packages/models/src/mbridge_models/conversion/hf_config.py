@@ -128,3 +128,18 @@ def check_decoder_provider(provider: Any, name: str) -> None:
                                   f"{name} checkpoint needs {value!r}")
     if getattr(provider.activation_func, "__name__", "") != "silu":
         raise ConversionError(f"provider field activation_func: a {name} checkpoint needs silu")
+
+
+def check_moe_provider(provider: Any, name: str) -> None:
+    """Refuse MoE providers a routed-MLP-in-every-layer checkpoint cannot hold (naming the
+    provider field): dense layers, shared experts, other routers."""
+    wanted = {"moe_layer_freq": 1, "moe_shared_expert_intermediate_size": None,
+              "moe_router_score_function": "softmax", "moe_router_enable_expert_bias": False,
+              "moe_router_topk_scaling_factor": None}
+    if not provider.num_moe_experts:
+        raise ConversionError(f"provider field num_moe_experts={provider.num_moe_experts!r}: a "
+                              f"{name} checkpoint has experts")
+    for field, value in wanted.items():
+        if getattr(provider, field) != value:
+            raise ConversionError(f"provider field {field}={getattr(provider, field)!r}: a "
+                                  f"{name} checkpoint needs {value!r}")

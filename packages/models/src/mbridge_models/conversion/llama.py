@@ -14,14 +14,17 @@ from mbridge_models.conversion.errors import ConversionError
 from mbridge_models.conversion.registry import (get_architecture, list_supported_models,
                                                 provider_from_hf_config)
 
-SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
+SUPPORTED_MODEL_TYPES = ("deepseek_v3", "llama", "mistral", "qwen2", "qwen3", "qwen3_moe")
 
 __all__ = ["ConversionError", "SUPPORTED_MODEL_TYPES", "hf_linear_names", "list_supported_models",
            "load_hf_weights", "provider_from_hf_config", "split_output_rows"]
 
 
 def architecture_of(provider: Any):
-    """The decoder family whose tensors a provider's model has (for callers without a config)."""
+    """The decoder family whose tensors a provider's model has (for callers without a config);
+    every MoE provider is qwen3_moe's to accept or refuse (naming the field)."""
+    if provider.num_moe_experts:
+        return get_architecture("qwen3_moe")
     if provider.qk_layernorm:
         return get_architecture("qwen3")
     return get_architecture("qwen2" if provider.add_qkv_bias else "llama")

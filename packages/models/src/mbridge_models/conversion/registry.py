@@ -20,7 +20,8 @@ class Architecture:
     """One Hugging Face architecture: names, mappings and config translation.
 
     ``when`` (per mapping, keyed by the megatron pattern) names a provider bool field that must
-    be true for the tensor to exist, ``"!field"`` one that must be false.
+    be true for the tensor to exist, ``"!field"`` one that must be false; ``"moe_layer"`` /
+    ``"dense_layer"`` say the tensor exists only in MoE / dense-MLP layers (``moe_layer_freq``).
     """
 
     name: str
@@ -31,6 +32,7 @@ class Architecture:
     hf_config: Callable[[Any], dict]  # provider -> HF config dict
     when: dict[str, str] = field(default_factory=dict)
     ignored_hf: tuple[str, ...] = ("model.layers.*.self_attn.rotary_emb.inv_freq",)
+    provider_class: Callable[..., Any] | None = None  # None: GPTModelProvider
 
     def mapping_for(self, megatron_name: str) -> tuple[WeightMapping, tuple[str, ...]]:
         for mapping in self.mappings:
@@ -40,16 +42,19 @@ class Architecture:
         raise ConversionError(f"megatron tensor {megatron_name} has no {self.name} Hugging Face "
                               "mapping (layer spec or provider fields the mapping lacks?)")
 
-    def present(self, mapping: WeightMapping, provider: Any) -> bool:
+    def present(self, mapping: WeightMapping, provider: Any, layer: int | None = None) -> bool:
         condition = self.when.get(mapping.megatron)
         if condition is None:
             return True
+        if condition in ("moe_layer", "dense_layer"):
+            return layer is None or is_moe_layer(provider, layer) == (condition == "moe_layer")
         negate = condition.startswith("!")
         return bool(getattr(provider, condition.lstrip("!"))) != negate
 
     def entries(self, provider: Any) -> Iterator[tuple[WeightMapping, tuple[str, ...]]]:
         """Every (mapping, wildcard values) of a whole model, in Hugging Face order (layer by
-        layer). Tied output weights are not entries: the embedding is."""
+        layer; a second wildcard is the expert index, over every expert of the model). Tied
+        output weights are not entries: the embedding is."""
         layered = [m for m in self.mappings if m.wildcards and self.present(m, provider)]
         flat = [m for m in self.mappings if not m.wildcards and self.present(m, provider)]
         first = [m for m in flat if "embedding" in m.megatron]
@@ -58,7 +63,13 @@ class Architecture:
             yield mapping, ()
         for layer in range(provider.num_layers):
             for mapping in layered:
-                yield mapping, (str(layer),)
+                if not self.present(mapping, provider, layer):
+                    continue
+                if mapping.wildcards == 1:
+                    yield mapping, (str(layer),)
+                    continue
+                for expert in range(provider.num_moe_experts or 0):
+                    yield mapping, (str(layer), str(expert))
         for mapping in last:
             yield mapping, ()
 
@@ -67,6 +78,17 @@ class Architecture:
 
     def is_ignored(self, hf_name: str) -> bool:
         return any(_regex(p).match(hf_name) for p in self.ignored_hf)
+
+
+def is_moe_layer(provider: Any, layer: int) -> bool:
+    """Whether 0-based ``layer`` has a routed MLP (megatron's ``moe_layer_freq``: an int period
+    or a 0/1 list)."""
+    if not provider.num_moe_experts:
+        return False
+    freq = provider.moe_layer_freq
+    if isinstance(freq, int):
+        return layer % freq == 0
+    return bool(freq[layer])
 
 
 _REGISTRY: dict[str, Architecture] = {}
@@ -120,9 +142,10 @@ def provider_from_hf_config(config: Any, **overrides: Any):
     from mbridge_models.gpt_provider import GPTModelProvider
 
     config = as_dict(config)
-    fields = get_architecture(config).provider_fields(config)
+    arch = get_architecture(config)
+    fields = arch.provider_fields(config)
     fields.update(overrides)
-    return GPTModelProvider(**fields)
+    return (arch.provider_class or GPTModelProvider)(**fields)
 
 
 __all__ = ["Architecture", "WeightMapping", "get_architecture", "list_supported_models",

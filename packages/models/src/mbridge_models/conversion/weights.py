@@ -5,6 +5,11 @@ files only the rows / columns of its tensor-parallel shard; the names, shapes an
 tensors are checked before any parameter is touched. Exporting: a generator that, one megatron
 tensor at a time, gathers it over the tensor-parallel group, hands it from its pipeline stage
 to every stage, and yields its Hugging Face tensor(s).
+
+MoE experts: a rank's ``local_experts.<i>`` (or TE grouped GEMM's ``linear_fc1.weight<i>``) are
+renamed to sequential experts with the global index (expert parallelism splits the experts
+evenly, in order), and an expert tensor is split and gathered over
+the expert-tensor-parallel group (its parameters carry ``allreduce=False``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ from mbridge_models.conversion.layout import unshard_rows
 from mbridge_models.conversion.registry import Architecture
 
 _LAYER = re.compile(r"^decoder\.layers\.(\d+)\.(.+)$")
+_LOCAL_EXPERT = re.compile(r"^mlp\.experts\.local_experts\.(\d+)\.(.+)$")
+# Transformer Engine's grouped GEMM experts: one module, expert e's tensor is ``weight<e>``.
+_GROUPED_EXPERT = re.compile(r"^mlp\.experts\.(linear_fc[12])\.(weight|bias)(\d+)$")
 # The Transformer Engine spec folds the pre-attention / pre-MLP norms into the next linear.
 _TE_NORMS = {"self_attention.linear_qkv.layer_norm_weight": "input_layernorm.weight",
              "mlp.linear_fc1.layer_norm_weight": "pre_mlp_layernorm.weight"}
@@ -68,26 +76,49 @@ def model_tensors(model: Any) -> dict[str, torch.Tensor]:
         bare = unwrap(chunk)
         layers = getattr(getattr(bare, "decoder", None), "layers", None)
         offset = layers[0].layer_number - 1 if layers is not None and len(layers) else 0
+        experts = _expert_offset(getattr(bare, "config", None))
         for name, tensor in bare.state_dict(keep_vars=True).items():
             if name.endswith("_extra_state") or tensor is None or ".adapter." in name:
                 continue
-            out[_canonical(name, offset)] = tensor
+            out[_canonical(name, offset, experts)] = tensor
     return out
 
 
-def _canonical(name: str, offset: int) -> str:
+def _expert_offset(config: Any) -> int:
+    """The global index of this rank's first local expert."""
+    from megatron.core import parallel_state as ps
+
+    total = getattr(config, "num_moe_experts", None)
+    if not total or not ps.model_parallel_is_initialized():
+        return 0
+    return ps.get_expert_model_parallel_rank() * (total // ps.get_expert_model_parallel_world_size())
+
+
+def _canonical(name: str, offset: int, expert_offset: int = 0) -> str:
     found = _LAYER.match(name)
     if not found:
         return name
     index, rest = found.groups()
+    expert = _LOCAL_EXPERT.match(rest)
+    if expert:
+        rest = f"mlp.experts.local_experts.{int(expert.group(1)) + expert_offset}.{expert.group(2)}"
+    grouped = _GROUPED_EXPERT.match(rest)
+    if grouped:
+        linear, kind, local = grouped.groups()
+        rest = f"mlp.experts.local_experts.{int(local) + expert_offset}.{linear}.{kind}"
     return f"decoder.layers.{int(index) + offset}.{_TE_NORMS.get(rest, rest)}"
 
 
-def _tp() -> tuple[int, int, Any]:
+def _tp(tensor: torch.Tensor | None = None) -> tuple[int, int, Any]:
+    """(rank, size, group) of the tensor-parallel group that splits ``tensor``: the expert one
+    for expert parameters (megatron marks them ``allreduce=False``)."""
     from megatron.core import parallel_state as ps
 
     if not ps.model_parallel_is_initialized():
         return 0, 1, None
+    if tensor is not None and not getattr(tensor, "allreduce", True):
+        return (ps.get_expert_tensor_parallel_rank(), ps.get_expert_tensor_parallel_world_size(),
+                ps.get_expert_tensor_parallel_group())
     return (ps.get_tensor_model_parallel_rank(), ps.get_tensor_model_parallel_world_size(),
             ps.get_tensor_model_parallel_group())
 
@@ -133,10 +164,10 @@ def load_hf_weights(model: Any, source: Any, provider: Any, arch: Architecture) 
     if isinstance(source, Mapping):
         source = DictWeights(source)
     check_tensor_set(source, arch, provider)
-    rank, size, _ = _tp()
     plan = []
     for name, param in model_tensors(model).items():
         mapping, values = _mapping(arch, name, provider)
+        rank, size, _ = _tp(param)
         dim = _partition_dim(param)
         full = _full_shape(param, dim, size)
         hf_names = mapping.hf_names(values)
@@ -145,9 +176,9 @@ def load_hf_weights(model: Any, source: Any, provider: Any, arch: Architecture) 
             if got != tuple(want):
                 raise ConversionError(f"{source.file_of(hf_name)}: tensor {hf_name} has shape "
                                       f"{got}, the model needs {tuple(want)} (for {name})")
-        plan.append((name, param, mapping, hf_names, dim, full))
+        plan.append((name, param, mapping, hf_names, dim, full, rank, size))
     with torch.no_grad():
-        for name, param, mapping, hf_names, dim, full in plan:
+        for name, param, mapping, hf_names, dim, full, rank, size in plan:
             parts = mapping.hf_slices(full, dim, rank, size, provider)
             tensors = [source.get(n, p) for n, p in zip(hf_names, parts)]
             local = mapping.to_megatron(tensors, tuple(param.shape), dim, provider, size)
@@ -157,8 +188,9 @@ def load_hf_weights(model: Any, source: Any, provider: Any, arch: Architecture) 
             param.copy_(local)
 
 
-def _gather_tp(tensor: torch.Tensor, mapping, size: int, group) -> torch.Tensor:
+def _gather_tp(tensor: torch.Tensor, mapping) -> torch.Tensor:
     dim = _partition_dim(tensor)
+    _, size, group = _tp(tensor)
     tensor = tensor.detach()
     if dim is None or size == 1:
         return tensor
@@ -175,28 +207,23 @@ def export_hf_weights(model: Any, provider: Any, arch: Architecture,
     every rank of the model-parallel group must iterate (the gathers are collective), and every
     rank receives every tensor. Padded vocabulary rows are dropped, a tied output layer is not
     exported (the embedding is), dtypes are the model's."""
-    from megatron.core import parallel_state as ps
-
     local = model_tensors(model)
-    _, size, tp_group = _tp()
-    owners = _pipeline_owners(local)
+    owners = _owners(local)
     for mapping, values in arch.entries(provider):
         name = mapping.megatron_name(values)
         if owners is None:
             if name not in local:
                 raise ConversionError(f"the model has no tensor {name} (layer spec or provider "
                                       f"fields other than the {arch.name} mapping expects)")
-            full = _gather_tp(local[name], mapping, size, tp_group)
+            full = _gather_tp(local[name], mapping)
         else:
             if name not in owners:
-                raise ConversionError(f"no pipeline stage holds tensor {name}")
-            stage, shape, dtype = owners[name]
-            full = (_gather_tp(local[name], mapping, size, tp_group)
-                    if ps.get_pipeline_model_parallel_rank() == stage
+                raise ConversionError(f"no rank holds tensor {name} (layer spec or provider "
+                                      f"fields other than the {arch.name} mapping expects)")
+            source, shape, dtype = owners[name]
+            full = (_gather_tp(local[name], mapping) if name in local
                     else torch.empty(shape, dtype=dtype, device=_device(local)))
-            group = ps.get_pipeline_model_parallel_group()
-            torch.distributed.broadcast(full.contiguous(), torch.distributed.get_global_rank(
-                group, stage), group=group)
+            torch.distributed.broadcast(full.contiguous(), source)
         for hf_name, tensor in zip(mapping.hf_names(values), mapping.to_hf(full, provider)):
             yield hf_name, (tensor.cpu() if cpu else tensor)
 
@@ -205,18 +232,20 @@ def _device(local: dict) -> torch.device:
     return next(iter(local.values())).device if local else torch.device("cpu")
 
 
-def _pipeline_owners(local: dict) -> dict | None:
-    """Under pipeline parallelism: megatron name -> (stage, full shape, dtype); else None."""
+def _owners(local: dict) -> dict | None:
+    """Under pipeline or expert parallelism (a rank lacks some tensors): megatron name ->
+    (lowest global rank holding it, full shape, dtype); else None (every rank holds all)."""
     from megatron.core import parallel_state as ps
 
-    if not ps.model_parallel_is_initialized() or ps.get_pipeline_model_parallel_world_size() == 1:
+    if not ps.model_parallel_is_initialized() or (
+            ps.get_pipeline_model_parallel_world_size() == 1
+            and ps.get_expert_model_parallel_world_size() == 1):
         return None
-    _, size, _ = _tp()
-    mine = {n: (_full_shape(t, _partition_dim(t), size), t.dtype) for n, t in local.items()}
-    stages: list = [None] * ps.get_pipeline_model_parallel_world_size()
-    torch.distributed.all_gather_object(stages, mine, group=ps.get_pipeline_model_parallel_group())
+    mine = {n: (_full_shape(t, _partition_dim(t), _tp(t)[1]), t.dtype) for n, t in local.items()}
+    ranks: list = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(ranks, mine)
     owners = {}
-    for stage, names in enumerate(stages):
+    for rank, names in enumerate(ranks):
         for name, (shape, dtype) in names.items():
-            owners.setdefault(name, (stage, shape, dtype))
+            owners.setdefault(name, (rank, shape, dtype))
     return owners

@@ -1,0 +1,105 @@
+"""DeepSeek-V3: multi-latent attention (MLA), dense first layers, then routed experts with a
+sigmoid router, a selection bias (``e_score_correction_bias``) and shared experts.
+
+MLA tensors map one to one: megatron's MLA applies RoPE to the DeepSeek interleaved layout
+itself (what transformers does for ``rope_interleave: true``). Only default RoPE is mapped here.
+"""
+
+from mbridge_models.conversion.architectures import _decoder as d
+from mbridge_models.conversion.architectures import _moe
+from mbridge_models.conversion.errors import ConversionError
+from mbridge_models.conversion.hf_config import decoder_fields, require
+from mbridge_models.conversion.mapping import WeightMapping as M
+from mbridge_models.conversion.registry import Architecture
+
+NAME = "deepseek_v3"
+L, H = d.L, d.H
+A, S = L + "self_attention.", H + "self_attn."
+
+MLA = (
+    M(A + "linear_q_proj.weight", S + "q_proj.weight"),
+    M(A + "linear_q_down_proj.weight", S + "q_a_proj.weight"),
+    M(A + "q_layernorm.weight", S + "q_a_layernorm.weight"),
+    M(A + "linear_q_up_proj.weight", S + "q_b_proj.weight"),
+    M(A + "linear_kv_down_proj.weight", S + "kv_a_proj_with_mqa.weight"),
+    M(A + "kv_layernorm.weight", S + "kv_a_layernorm.weight"),
+    M(A + "linear_kv_up_proj.weight", S + "kv_b_proj.weight"),
+)
+COMMON = (d.LAYER[0], d.LAYER[2], d.LAYER[3])  # input norm, o_proj, post-attention norm
+DENSE_MLP = (d.LAYER[4], d.LAYER[5])
+EXPERT_BIAS = M(L + "mlp.router.expert_bias", H + "mlp.gate.e_score_correction_bias")
+SHARED = (
+    M(L + "mlp.shared_experts.linear_fc1.weight",
+      (H + "mlp.shared_experts.gate_proj.weight", H + "mlp.shared_experts.up_proj.weight"),
+      "gated"),
+    M(L + "mlp.shared_experts.linear_fc2.weight", H + "mlp.shared_experts.down_proj.weight"),
+)
+MOE = (*_moe.MOE, EXPERT_BIAS, *SHARED)
+
+WHEN = {d.OUTPUT.megatron: "!share_embeddings_and_output_weights",
+        MLA[0].megatron: "!q_lora_rank", **{m.megatron: "q_lora_rank" for m in MLA[1:4]},
+        **{m.megatron: "dense_layer" for m in DENSE_MLP}, **{m.megatron: "moe_layer" for m in MOE}}
+
+
+def _refuse(config: dict, field: str, wanted) -> None:
+    if config.get(field, wanted) != wanted:
+        raise ConversionError(f"Hugging Face config field {field}: {config.get(field)!r} is not "
+                              f"supported for {NAME} (needs {wanted!r})")
+
+
+def provider_fields(config: dict) -> dict:
+    _refuse(config, "rope_interleave", True)
+    _refuse(config, "norm_topk_prob", True)
+    _refuse(config, "scoring_func", "sigmoid")
+    _refuse(config, "topk_method", "noaux_tc")
+    _refuse(config, "attention_bias", False)
+    if config.get("q_lora_rank") is None:
+        # megatron-core 0.19's MLA has a kv latent norm only with qk_layernorm, and refuses a
+        # q norm without q_lora_rank: kv_a_layernorm would have no place.
+        raise ConversionError(f"Hugging Face config field q_lora_rank: None (full-rank queries) "
+                              f"is not supported for {NAME}")
+    fields = decoder_fields(config)  # refuses rope types other than default / llama3
+    if fields.get("rope_scaling"):
+        raise ConversionError(f"Hugging Face config field rope_parameters.rope_type: 'llama3' "
+                              f"is not supported for {NAME}")
+    layers, dense = fields["num_layers"], int(config.get("first_k_dense_replace", 0))
+    moe_ffn = int(require(config, "moe_intermediate_size"))
+    shared = int(config.get("n_shared_experts") or 0)
+    heads = fields["num_attention_heads"]
+    fields.update(
+        num_query_groups=heads, kv_channels=None, multi_latent_attention=True,
+        qk_layernorm=True,
+        q_lora_rank=config.get("q_lora_rank"), kv_lora_rank=int(require(config, "kv_lora_rank")),
+        qk_head_dim=int(require(config, "qk_nope_head_dim")),
+        qk_pos_emb_head_dim=int(require(config, "qk_rope_head_dim")),
+        v_head_dim=int(require(config, "v_head_dim")), rope_type="rope",
+        rotary_scaling_factor=1.0, mscale=1.0, mscale_all_dim=1.0,
+        num_moe_experts=int(require(config, "n_routed_experts")),
+        moe_router_topk=int(require(config, "num_experts_per_tok")),
+        moe_ffn_hidden_size=moe_ffn,
+        moe_shared_expert_intermediate_size=shared * moe_ffn or None,
+        moe_layer_freq=[0] * dense + [1] * (layers - dense),
+        moe_router_score_function="sigmoid", moe_router_enable_expert_bias=True,
+        moe_router_num_groups=int(config.get("n_group") or 1),
+        moe_router_group_topk=int(config.get("topk_group") or 1),
+        moe_router_topk_scaling_factor=float(config.get("routed_scaling_factor", 1.0)),
+        moe_router_pre_softmax=True, moe_grouped_gemm=False, moe_token_dispatcher_type="alltoall",
+        moe_aux_loss_coeff=0.0, mtp_num_layers=None)
+    return fields
+
+
+def hf_config(provider) -> dict:
+    raise ConversionError(f"provider without a Hugging Face config.json: writing a {NAME} "
+                          "config.json from provider fields is not supported yet")
+
+
+def _provider_class(**fields):
+    from mbridge_models.presets.deepseek import DeepSeekModelProvider
+
+    return DeepSeekModelProvider(**fields)
+
+
+ARCHITECTURE = Architecture(
+    name=NAME, hf_architecture="DeepseekV3ForCausalLM", model_types=(NAME,),
+    mappings=(d.EMBEDDING, *COMMON, *MLA, *DENSE_MLP, *MOE, d.FINAL_NORM, d.OUTPUT), when=WHEN,
+    provider_fields=provider_fields, hf_config=hf_config, provider_class=_provider_class)
