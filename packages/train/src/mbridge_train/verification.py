@@ -168,11 +168,16 @@ def verify_conversion(hf_dir, megatron_ckpt, atol: float = 1e-3, input_ids=None)
     import torch
     from transformers import AutoModelForCausalLM
 
-    from mbridge_train.auto_bridge import AutoBridge, _checkpoint_directory, _single_process
+    from mbridge_train.auto_bridge import (AutoBridge, _check_same_architecture,
+                                           _checkpoint_directory, _single_process)
     from mbridge_train.checkpointing import load_pretrained_weights
+    from mbridge_train.hf_assets import assets_of
 
     bridge = AutoBridge.from_hf_pretrained(hf_dir, torch_dtype=torch.float32)
     directory = _checkpoint_directory(megatron_ckpt)
+    assets = assets_of(directory)
+    if assets is not None:
+        _check_same_architecture(bridge, assets / "config.json", directory)
     vocab = int(bridge.hf_config["vocab_size"])
     ids = fixed_prompts(vocab) if input_ids is None else input_ids
     hf_model = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float32).eval()
