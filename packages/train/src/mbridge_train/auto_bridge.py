@@ -184,7 +184,8 @@ class AutoBridge:
 
         with _single_process("AutoBridge.import_ckpt"):
             provider = self.to_megatron_provider(load_weights=True, use_cpu_initialization=True,
-                                                 show_progress=show_progress, **overrides)
+                                                 show_progress=show_progress,
+                                                 **{**_NO_INIT, **overrides})
             provider.initialize_model_parallel(seed=0)
             model = provider.provide()
             return checkpointing.save_model_weights([model], str(megatron_path), provider)
@@ -255,7 +256,8 @@ class AutoBridge:
             _check_same_architecture(bridge, assets / "config.json", directory)
         with _single_process("AutoBridge.export_ckpt"):
             provider = bridge.to_megatron_provider(load_weights=False,
-                                                   use_cpu_initialization=True, **overrides)
+                                                   use_cpu_initialization=True,
+                                                   **{**_NO_INIT, **overrides})
             provider.initialize_model_parallel(seed=0)
             model = [provider.provide()]
             if _adapters_only(directory):
@@ -339,6 +341,10 @@ class AutoBridge:
 
 
 # ---------------------------------------------------------------------- module helpers
+
+# Conversions overwrite every parameter: megatron's random init of the model first is wasted
+# time (and a write of every page) for a model about to be overwritten.
+_NO_INIT = {"perform_initialization": False}
 
 
 def _hf_folder(path: str | os.PathLike) -> Path:

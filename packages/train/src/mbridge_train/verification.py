@@ -183,7 +183,8 @@ def verify_conversion(hf_dir, megatron_ckpt, atol: float = 1e-3, input_ids=None)
     hf_model = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float32).eval()
     with _single_process("verify_conversion"):
         provider = bridge.to_megatron_provider(load_weights=False, use_cpu_initialization=True,
-                                               seq_length=max(ids.shape[1], 1))
+                                               seq_length=max(ids.shape[1], 1),
+                                               perform_initialization=False)
         provider.initialize_model_parallel(seed=0)
         model = provider.provide().eval()
         load_pretrained_weights(str(directory), [model])
