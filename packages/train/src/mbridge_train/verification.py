@@ -166,8 +166,14 @@ def verify_conversion(hf_dir, megatron_ckpt, atol: float = 1e-3, input_ids=None)
     iter folder) with mbridge, both fp32 on this process, and compare them on fixed prompts.
     Returns the report; ``.check()`` raises when they disagree."""
     import torch
-    from transformers import AutoModelForCausalLM
 
+    from mbridge_models.conversion.errors import ConversionError
+
+    try:
+        from transformers import AutoModelForCausalLM
+    except ImportError:
+        raise ConversionError("the parity check runs the Hugging Face model and needs "
+                              "transformers: pip install 'mbridge-train[hf]'") from None
     from mbridge_train.auto_bridge import (AutoBridge, _check_same_architecture,
                                            _checkpoint_directory, _single_process)
     from mbridge_train.checkpointing import load_pretrained_weights
