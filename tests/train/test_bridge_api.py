@@ -158,3 +158,65 @@ def test_bad_input_is_one_line_naming_it_and_writes_nothing(bad, case):
                                       r"bridge converts 'qwen3'"}.get(case) or CASES[case][1]
     assert re.search(expected, message), message
     assert not (root / case).exists()
+
+
+def _bad_cli(rank, world_size, sources, root, good):
+    """The same bad inputs through `mbridge convert ... --verify`: (exit status, stderr)."""
+    import contextlib
+    import io
+    import shutil
+
+    from mbridge.cli import main
+
+    attempts = {case: ["convert", "import", src, f"{root}/{case}", "--verify"]
+                for case, src in sources.items()}
+    attempts["hub id offline"] = ["convert", "import", "meta-llama/Llama-3.2-1B",
+                                  f"{root}/hub id offline", "--verify"]
+    assert main(["convert", "import", good, f"{root}/llama-ckpt"]) == 0
+    qwen3 = Path(root, "qwen3-src")
+    shutil.copytree(good, qwen3)
+    config = json.loads((qwen3 / "config.json").read_text())
+    (qwen3 / "config.json").write_text(json.dumps({**config, "model_type": "qwen3"}))
+    attempts["other architecture"] = ["convert", "export", f"{root}/llama-ckpt",
+                                      f"{root}/other architecture", "--hf-config", str(qwen3),
+                                      "--verify"]
+    attempts["other architecture (verify)"] = ["convert", "verify", str(qwen3),
+                                               f"{root}/llama-ckpt"]
+    results = {}
+    for case, argv in attempts.items():
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            results[case] = (main(argv), err.getvalue())
+    return results
+
+
+@pytest.fixture(scope="module")
+def bad_cli(llama, tmp_path_factory):
+    (folder, _), _ = llama
+    root = tmp_path_factory.mktemp("bad_cli")
+    sources = {case: _edit(folder, root / f"src-{i}", **edits)
+               for i, (case, (edits, _)) in enumerate(CASES.items())}
+    (results,) = run_ranks(_bad_cli, 1, sources, str(root), folder)
+    return root, results
+
+
+@pytest.mark.parametrize("case", [*CASES, "hub id offline", "other architecture",
+                                  "other architecture (verify)"])
+def test_cli_bad_input_is_one_stderr_line_exit_2_and_nothing_written(bad_cli, case):
+    import re
+
+    root, results = bad_cli
+    rc, stderr = results[case]
+    assert rc == 2, (case, stderr)
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("mbridge convert: error: "), stderr
+    expected = {"hub id offline": r"meta-llama/Llama-3.2-1B: no such local folder \(looks like a "
+                                  r"Hugging Face hub id",
+                "other architecture": r"llama-ckpt/iter_0000000: is a 'llama' checkpoint .*this "
+                                      r"bridge converts 'qwen3'",
+                "other architecture (verify)": r"llama-ckpt/iter_0000000: is a 'llama' "
+                                               r"checkpoint .*this bridge converts 'qwen3'",
+                }.get(case) or CASES[case][1]
+    assert re.search(expected, lines[0]), lines[0]
+    assert not (root / case).exists()
+    assert [p.name for p in root.iterdir() if p.name.startswith(".")] == []

@@ -36,7 +36,12 @@ class TrainingConfig(_TrainingConfig, _ValidationConfig):
 
 @dataclass(kw_only=True)
 class CheckpointConfig(_CheckpointConfig):
-    """Saving and loading checkpoints (megatron's fields, unchanged)."""
+    """Saving and loading checkpoints (megatron's fields, unchanged, plus Megatron Bridge's
+    ``also_save_hf_checkpoint``)."""
+
+    also_save_hf_checkpoint: bool = False
+    """Each saved iteration also gets a Hugging Face folder, ``<save>/iter_N/hf/`` (weights
+    streamed from the model, adapters merged, config and tokenizer from hf_assets)."""
 
 
 @dataclass(kw_only=True)

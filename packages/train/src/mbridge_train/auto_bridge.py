@@ -109,7 +109,7 @@ class AutoBridge:
     # ------------------------------------------------------------------ to Megatron
 
     def to_megatron_provider(self, load_weights: bool = True, hf_path: str | None = None,
-                             **overrides: Any):
+                             show_progress: bool = False, **overrides: Any):
         """The GPTModelProvider of this architecture (``overrides``: parallelism, precision,
         layer spec). With ``load_weights``, every model it ``provide()``s is filled from the
         Hugging Face folder (each rank reads only its shard)."""
@@ -129,7 +129,8 @@ class AutoBridge:
 
             def provide(*args, **kwargs):
                 model = build(*args, **kwargs)
-                self.load_hf_weights(model, source, provider=provider)
+                self.load_hf_weights(model, source, provider=provider,
+                                     show_progress=show_progress)
                 return model
 
             object.__setattr__(provider, "provide", provide)
@@ -153,7 +154,7 @@ class AutoBridge:
         return provider.provide_distributed_model(wrap_with_ddp=wrap_with_ddp)
 
     def load_hf_weights(self, model: Any, hf_path: str | os.PathLike | None = None,
-                        provider: Any = None) -> None:
+                        provider: Any = None, show_progress: bool = False) -> None:
         """Fill ``model`` (chunk or list of chunks, any TP / PP layout) from safetensors."""
         from mbridge_models.conversion.hf_io import HFWeights
         from mbridge_models.conversion.weights import load_hf_weights
@@ -162,23 +163,29 @@ class AutoBridge:
         if source is None:
             raise ConversionError("load_hf_weights: this bridge has no Hugging Face folder "
                                   "(made from a config or a checkpoint); pass hf_path")
-        load_hf_weights(model, HFWeights(source), self._provider_for(provider), self.architecture)
+        progress = ((lambda items, total: _progress(items, total, "import", True))
+                    if show_progress and _rank() == 0 else None)
+        load_hf_weights(model, HFWeights(source), self._provider_for(provider), self.architecture,
+                        progress=progress)
 
     @classmethod
     def import_ckpt(cls, hf_model_id: str | os.PathLike, megatron_path: str | os.PathLike,
-                    torch_dtype=None, **overrides: Any) -> str:
+                    torch_dtype=None, show_progress: bool = False, **overrides: Any) -> str:
         """Convert a local Hugging Face folder into a Megatron checkpoint at ``megatron_path``
         (iteration 0, loadable on any layout) that also keeps the folder's config and tokenizer
         files; returns the iteration folder. Runs on one process."""
         bridge = cls.from_hf_pretrained(hf_model_id, torch_dtype=torch_dtype)
-        return bridge.save_megatron_checkpoint(megatron_path, **overrides)
+        return bridge.save_megatron_checkpoint(megatron_path, show_progress=show_progress,
+                                               **overrides)
 
-    def save_megatron_checkpoint(self, megatron_path: str | os.PathLike, **overrides) -> str:
+    def save_megatron_checkpoint(self, megatron_path: str | os.PathLike,
+                                 show_progress: bool = False, **overrides) -> str:
         from mbridge_train import checkpointing
 
         with _single_process("AutoBridge.import_ckpt"):
             provider = self.to_megatron_provider(load_weights=True, use_cpu_initialization=True,
-                                                 **overrides)
+                                                 show_progress=show_progress,
+                                                 **{**_NO_INIT, **overrides})
             provider.initialize_model_parallel(seed=0)
             model = provider.provide()
             return checkpointing.save_model_weights([model], str(megatron_path), provider)
@@ -249,7 +256,8 @@ class AutoBridge:
             _check_same_architecture(bridge, assets / "config.json", directory)
         with _single_process("AutoBridge.export_ckpt"):
             provider = bridge.to_megatron_provider(load_weights=False,
-                                                   use_cpu_initialization=True, **overrides)
+                                                   use_cpu_initialization=True,
+                                                   **{**_NO_INIT, **overrides})
             provider.initialize_model_parallel(seed=0)
             model = [provider.provide()]
             if _adapters_only(directory):
@@ -333,6 +341,10 @@ class AutoBridge:
 
 
 # ---------------------------------------------------------------------- module helpers
+
+# Conversions overwrite every parameter: megatron's random init of the model first is wasted
+# time (and a write of every page) for a model about to be overwritten.
+_NO_INIT = {"perform_initialization": False}
 
 
 def _hf_folder(path: str | os.PathLike) -> Path:

@@ -157,6 +157,8 @@ def save_checkpoint(ckpt, train_state, model: list, optimizer=None, scheduler=No
         _write_config(run_config, os.path.join(directory, CONFIG_FILE))
         _write_hf_assets(run_config, directory)
     _barrier()
+    if getattr(ckpt, "also_save_hf_checkpoint", False) and run_config is not None:
+        _save_hf_beside(run_config, model, directory)
     if _rank() == 0:
         write_tracker(root, iteration)
         _prune(root, iteration, ckpt.most_recent_k)
@@ -218,6 +220,28 @@ def _write_hf_assets(cfg, directory: str) -> None:
         save_with_checkpoint(cfg, directory)
     except OSError as error:
         warnings.warn(f"{directory}: no hf_assets written ({error})", stacklevel=2)
+
+
+HF_FOLDER = "hf"
+
+
+def _save_hf_beside(cfg, model: list, directory: str) -> None:
+    """checkpoint.also_save_hf_checkpoint: ``<directory>/hf`` through AutoBridge's streaming
+    export (collective: every rank gathers, rank 0 writes), before the tracker names the
+    iteration."""
+    import json
+
+    from mbridge_train.auto_bridge import AutoBridge
+    from mbridge_train.hf_assets import ASSETS, assets_of
+
+    assets = assets_of(directory)
+    if assets is None:
+        raise CheckpointError(f"checkpoint.also_save_hf_checkpoint: {directory} has no "
+                              f"{ASSETS}/config.json (no Hugging Face architecture describes "
+                              "this model); set it to False")
+    bridge = AutoBridge(json.loads((assets / "config.json").read_text()), assets_path=assets)
+    bridge._provider = cfg.model
+    bridge.save_hf_pretrained(model, os.path.join(directory, HF_FOLDER), show_progress=False)
 
 
 def _prune(root: str, tracked: int, keep: int | None) -> None:

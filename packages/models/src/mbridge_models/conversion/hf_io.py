@@ -1,9 +1,9 @@
 """Hugging Face safetensors folders: lazy, memory-mapped reading and streamed sharded writing.
 
 Reading opens each file with ``safe_open`` (memory-mapped) and materialises only the tensors, or
-row/column slices of them, that are asked for. Writing accumulates tensors up to a shard size,
-writes each shard as soon as it is full, and publishes the folder by renaming a temp folder, so
-a failed export leaves nothing at the target.
+row/column slices of them, that are asked for. Writing streams each tensor into its shard file
+as it arrives (one tensor in memory) and publishes the folder by renaming a temp folder, so a
+failed export leaves nothing at the target.
 """
 
 from __future__ import annotations
@@ -96,37 +96,46 @@ def write_sharded(tensors: Iterable[tuple[str, torch.Tensor]], directory: Path,
                   max_shard_size: int | str = "2GB", progress: Callable[[str], None] | None = None
                   ) -> dict:
     """Write ``(name, tensor)`` pairs as ``model-0000i-of-0000n.safetensors`` + the index into
-    ``directory`` (an empty folder the caller publishes); one shard in memory at a time.
-    One shard is written as ``model.safetensors`` (what transformers writes), still indexed."""
-    from safetensors.torch import save_file
+    ``directory`` (an empty folder the caller publishes). Each tensor goes to disk as it comes
+    (StreamingSafetensors): one tensor in memory, not one shard. One shard is written as
+    ``model.safetensors`` (what transformers writes), still indexed."""
+    from mbridge_models.conversion.stream_writer import StreamingSafetensors
 
     limit = parse_size(max_shard_size)
     shards: list[list[str]] = []
-    pending: dict[str, torch.Tensor] = {}
+    writer = None
     size = total = 0
 
     def flush():
-        nonlocal pending, size
-        if pending:
-            save_file(pending, str(directory / f".shard-{len(shards):05d}"),
-                      metadata={"format": "pt"})
-            shards.append(list(pending))
-            pending, size = {}, 0
+        nonlocal writer, size
+        if writer is not None:
+            writer.close()
+            shards.append(list(writer.entries))
+            writer, size = None, 0
 
     seen = set()
-    for name, tensor in tensors:
-        if name in seen:
-            raise ConversionError(f"tensor {name} exported twice")
-        seen.add(name)
-        nbytes = tensor.numel() * tensor.element_size()
-        if pending and size + nbytes > limit:
-            flush()
-        pending[name] = tensor.detach().to("cpu").clone(memory_format=torch.contiguous_format)
-        size += nbytes
-        total += nbytes
-        if progress:
-            progress(name)
-    flush()
+    try:
+        for name, tensor in tensors:
+            if name in seen:
+                raise ConversionError(f"tensor {name} exported twice")
+            seen.add(name)
+            nbytes = tensor.numel() * tensor.element_size()
+            if writer is not None and (size + nbytes > limit
+                                       or not writer.fits(name, tuple(tensor.shape))):
+                flush()
+            if writer is None:
+                writer = StreamingSafetensors(directory / f".shard-{len(shards):05d}",
+                                              metadata={"format": "pt"})
+            writer.add(name, tensor)
+            size += nbytes
+            total += nbytes
+            if progress:
+                progress(name)
+        flush()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
     weight_map = {}
     for i, names in enumerate(shards):
         final = ("model.safetensors" if len(shards) == 1

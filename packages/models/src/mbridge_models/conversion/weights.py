@@ -157,10 +157,12 @@ def check_tensor_set(source: Any, arch: Architecture, provider: Any) -> None:
                               f"{arch.name} model of {provider.num_layers} layers)")
 
 
-def load_hf_weights(model: Any, source: Any, provider: Any, arch: Architecture) -> None:
+def load_hf_weights(model: Any, source: Any, provider: Any, arch: Architecture,
+                    progress=None) -> None:
     """Fill this rank's parameters of ``model`` (a chunk or list of chunks) from ``source``
     (HFWeights, DictWeights or a plain state dict). Collective only in the sense that every rank
-    calls it; ranks read independently."""
+    calls it; ranks read independently. ``progress(items, total)`` wraps the copy loop (a
+    progress bar)."""
     if isinstance(source, Mapping):
         source = DictWeights(source)
     check_tensor_set(source, arch, provider)
@@ -177,8 +179,9 @@ def load_hf_weights(model: Any, source: Any, provider: Any, arch: Architecture) 
                 raise ConversionError(f"{source.file_of(hf_name)}: tensor {hf_name} has shape "
                                       f"{got}, the model needs {tuple(want)} (for {name})")
         plan.append((name, param, mapping, hf_names, dim, full, rank, size))
+    steps = plan if progress is None else progress(plan, len(plan))
     with torch.no_grad():
-        for name, param, mapping, hf_names, dim, full, rank, size in plan:
+        for name, param, mapping, hf_names, dim, full, rank, size in steps:
             parts = mapping.hf_slices(full, dim, rank, size, provider)
             tensors = [source.get(n, p) for n, p in zip(hf_names, parts)]
             local = mapping.to_megatron(tensors, tuple(param.shape), dim, provider, size)
