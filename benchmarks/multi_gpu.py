@@ -109,7 +109,8 @@ def build_config(name: str, case: Case, args):
         model_parallel *= case.layout.get(key, 1)
     dp = world // model_parallel
     micro_batch = 1 if args.tiny or case.kind == "packed" else args.micro_batch
-    gbs = micro_batch * case.micro_batches * dp
+    # Resume cases share one global batch whatever the layout: the same samples follow the save.
+    gbs = micro_batch * case.micro_batches * (2 if case.kind.startswith("resume") else dp)
     iters = args.warmup + args.steps
     seq = 64 if args.tiny else args.seq
     common = dict(**case.layout, micro_batch_size=micro_batch, global_batch_size=gbs,
@@ -126,10 +127,15 @@ def build_config(name: str, case: Case, args):
             for key, value in TINY_MOE.items():
                 setattr(cfg.model, key, value)
     elif case.model == "moe":
-        cfg = recipes.qwen.qwen3_30b_a3b.pretrain_config(
-            **{"expert_model_parallel_size": 1, "expert_tensor_parallel_size": 1, **common})
+        # The recipe's own layout is TP4 PP2 EP4 with full recompute: none of it here.
+        single = dict(tensor_model_parallel_size=1, pipeline_model_parallel_size=1,
+                      pipeline_dtype=None, sequence_parallel=False,
+                      expert_model_parallel_size=1, expert_tensor_parallel_size=1)
+        cfg = recipes.qwen.qwen3_30b_a3b.pretrain_config(**{**single, **common})
         for key, value in MOE_SHAPE.items():
             setattr(cfg.model, key, value)
+        cfg.model.recompute_granularity = cfg.model.recompute_method = None
+        cfg.model.recompute_num_layers = None
     else:
         module = getattr(recipes.llama, case.model)
         cfg = module.pretrain_config(**common)
@@ -204,19 +210,19 @@ def run_case(name: str, args) -> None:
     run = training.setup(cfg, training_mode="finetune" if case.kind == "packed" else "pretrain")
     try:
         training.train(run, forward_step)
+        timed = [h for h in run.history if "split" not in h]
         profile = _profiled_steps(run, forward_step) if case.profile else None
     finally:
         training.teardown()
     world = torch.distributed.get_world_size()
     profiles = [None] * world
     torch.distributed.all_gather_object(profiles, profile)
-    losses = [h.get("lm loss") for h in run.history if "split" not in h]
+    losses = [h.get("lm loss") for h in timed]
     if not run.logging_rank:
         return
     from mbridge_models.counting import flops_per_token
 
-    steps = [h for h in run.history if "split" not in h]
-    times = [h["step_time_s"] for h in steps][0 if case.kind.startswith("resume") else args.warmup:]
+    times = [h["step_time_s"] for h in timed][0 if case.kind.startswith("resume") else args.warmup:]
     tokens = cfg.train.global_batch_size * cfg.model.seq_length
     stats = _stats(times)
     row = {"case": name, "nproc": world, "model": "tiny" if args.tiny else case.model,
