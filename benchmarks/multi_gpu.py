@@ -152,6 +152,8 @@ def build_config(name: str, case: Case, args):
     cfg.checkpoint.save = ckpt if case.kind == "resume_save" else None
     cfg.checkpoint.load = ckpt if case.kind == "resume_load" else None
     cfg.checkpoint.save_interval = None
+    # A distributed optimizer's default dp_reshardable state loads only at the saved layout.
+    cfg.checkpoint.dist_ckpt_optim_fully_reshardable = True
     if case.kind == "resume_load":
         cfg.train.train_iters = RESUME_SAVED_AT + 1
     if case.kind == "resume_save":
