@@ -329,12 +329,20 @@ def launch(name: str, args) -> dict:
     command += ["--tiny"] if args.tiny else []
     print(f"[multi_gpu] {' '.join(command)}", flush=True)
     began = time.time()
-    proc = subprocess.run(command, text=True, capture_output=True, timeout=args.case_timeout)
+    log = Path(args.out) / "logs" / f"{name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
     path = Path(args.out) / "cases" / f"{name}.json"
-    if proc.returncode != 0 or not path.exists():
-        tail = (proc.stdout + proc.stderr)[-3000:]
+    path.unlink(missing_ok=True)  # a row left by an earlier run must not pass for this one
+    with log.open("w") as sink:
+        try:
+            rc = subprocess.run(command, stdout=sink, stderr=subprocess.STDOUT,
+                                timeout=args.case_timeout).returncode
+        except subprocess.TimeoutExpired:
+            rc = f"timeout after {args.case_timeout} s"
+    if rc != 0 or not path.exists():
+        tail = log.read_text(errors="replace")[-3000:]
         print(tail, flush=True)
-        return {"case": name, "error": f"rc {proc.returncode}: {tail[-400:]}"}
+        return {"case": name, "error": f"rc {rc} (log {log}): {tail[-300:]}"}
     row = json.loads(path.read_text())
     row["wall_s"] = time.time() - began
     return row
