@@ -33,7 +33,9 @@ instruction set, packed, from the same seed: the per-step losses must agree.
 
 ``--tiny`` swaps every model for a 4-layer 64-wide GPT (``tiny.gpt_tiny``) so that the cases run
 on CPU ranks (gloo, ``mbridge_models.runtime``). Each case's last rank writes
-``DIR/cases/CASE.json``; the driver writes ``DIR/multi_gpu-<device>.json`` and ``.md``.
+``DIR/cases/CASE.json`` (its commit and command included); the driver logs each launch to
+``DIR/logs/CASE.log`` and writes ``DIR/multi_gpu-<device>.json`` and ``.md`` from every case row
+in DIR, those of earlier calls included, so cases may be run a few per call.
 """
 
 from __future__ import annotations
@@ -227,7 +229,8 @@ def run_case(name: str, args) -> None:
     times = [h["step_time_s"] for h in timed][0 if case.kind.startswith("resume") else args.warmup:]
     tokens = cfg.train.global_batch_size * cfg.model.seq_length
     stats = _stats(times)
-    row = {"case": name, "nproc": world, "model": "tiny" if args.tiny else case.model,
+    row = {"case": name, "commit": commit(), "command": " ".join(
+               [f"torchrun --nproc_per_node={world}", *sys.argv]), "nproc": world, "model": "tiny" if args.tiny else case.model,
            "layout": case.layout, "micro_batch": cfg.train.micro_batch_size,
            "global_batch": cfg.train.global_batch_size, "seq": cfg.model.seq_length,
            "micro_batches_per_rank": case.micro_batches, **stats, "losses": losses}
@@ -445,6 +448,11 @@ def drive(args) -> dict:
             rows[name] = {"case": name, "error": "needs resume_save first"}
             continue
         rows[name] = launch(name, args)
+    for name in CASES:  # rows of earlier calls (one case per device call): the table is whole
+        earlier = Path(args.out) / "cases" / f"{name}.json"
+        if name not in rows and earlier.exists():
+            rows[name] = json.loads(earlier.read_text())
+    rows = {name: rows[name] for name in CASES if name in rows}
     result = {"device": device_name() + (" (tiny)" if args.tiny else ""), "commit": commit(),
               "command": "python3 " + " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M"),
               "tiny": args.tiny, "rows": rows, "targets": targets(rows)}
