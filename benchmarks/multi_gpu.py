@@ -28,7 +28,9 @@ alltoall dispatcher is the only point-to-point traffic) over the profiled steps'
 Resume across layouts: ``resume_save`` trains at TP=2 and saves; ``resume_tp2``,
 ``resume_dp2`` and ``resume_pp2`` load that checkpoint and train one step, whose loss is
 computed before the update on the same batch: all four losses must agree.
-Packed fine-tuning: ``packed_pp1`` and ``packed_pp2`` fine-tune (full SFT) on the embedded
+The optimizer is saved fully reshardable and loaded too (``--resume-optim none``: weights,
+scheduler and progress only; on CPU ranks with torch's Adam, megatron's fully reshardable load
+fails with ``KeyError: 'step'``). Packed fine-tuning: ``packed_pp1`` and ``packed_pp2`` fine-tune (full SFT) on the embedded
 instruction set, packed, from the same seed: the per-step losses must agree.
 
 ``--tiny`` swaps every model for a 4-layer 64-wide GPT (``tiny.gpt_tiny``) so that the cases run
@@ -158,6 +160,8 @@ def build_config(name: str, case: Case, args):
     cfg.checkpoint.dist_ckpt_optim_fully_reshardable = True
     if case.kind == "resume_load":
         cfg.train.train_iters = RESUME_SAVED_AT + 1
+        # The loss before the first update depends on the weights only; "none" loads those.
+        cfg.checkpoint.load_optim = args.resume_optim == "full"
     if case.kind == "resume_save":
         cfg.train.train_iters = RESUME_SAVED_AT
     return cfg
@@ -328,7 +332,8 @@ def launch(name: str, args) -> dict:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc_per_node={case.nproc}", str(Path(__file__).resolve()), "--case", name,
                "--out", args.out, "--steps", str(args.steps), "--warmup", str(args.warmup),
-               "--micro-batch", str(args.micro_batch), "--seq", str(args.seq)]
+               "--micro-batch", str(args.micro_batch), "--seq", str(args.seq),
+               "--resume-optim", args.resume_optim]
     command += ["--tiny"] if args.tiny else []
     print(f"[multi_gpu] {' '.join(command)}", flush=True)
     began = time.time()
@@ -479,6 +484,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--micro-batch", type=int, default=2)
     parser.add_argument("--seq", type=int, default=4096)
+    parser.add_argument("--resume-optim", choices=("full", "none"), default="full",
+                        help="resume cases: load the optimizer state too (full) or not")
     parser.add_argument("--case-timeout", type=int, default=1800)
     args = parser.parse_args()
     if args.case:
