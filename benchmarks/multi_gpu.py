@@ -168,6 +168,9 @@ def build_config(name: str, case: Case, args):
 
 
 RESUME_SAVED_AT = 3
+SHORT = {"tensor_model_parallel_size": "TP", "sequence_parallel": "SP",
+         "pipeline_model_parallel_size": "PP", "virtual_pipeline_model_parallel_size": "VPP",
+         "expert_model_parallel_size": "EP"}
 
 
 def _quiet(cfg) -> None:
@@ -376,7 +379,7 @@ def targets(rows: dict) -> list[dict]:
     for case in ("pp2_3b", "pp2_vpp2_3b"):
         measured, analytic = get(case, "bubble_measured"), get(case, "bubble_analytic")
         add(f"{case} bubble - analytic", None if measured is None else measured - analytic,
-            lambda v: abs(v) <= 0.02, "|.| <= 0.02")
+            lambda v: abs(v) <= 0.02, "abs <= 0.02")
     add("EP=2 all-to-all share of step", get("moe_ep2", "all_to_all_share"),
         lambda v: v <= 0.15, "<= 0.15")
     saved = [get(c, "losses") for c in ("resume_tp2", "resume_dp2", "resume_pp2")]
@@ -418,7 +421,7 @@ def markdown(result: dict) -> str:
     for name, row in result["rows"].items():
         if "error" in row:
             lines.append(f"| {name} | {CASES[name].nproc} | | error: "
-                         f"{row['error'][:120].replace('|', '/')} | | | | | |")
+                         f"{' '.join(row['error'][:160].split()).replace('|', '/')} | | | | | |")
             continue
         extra = []
         for key in ("bubble_measured", "bubble_analytic", "all_to_all_share"):
@@ -426,7 +429,7 @@ def markdown(result: dict) -> str:
                 extra.append(f"{key} {row[key]:.3f}")
         if row.get("losses") and (name.startswith("resume") or name.startswith("packed")):
             extra.append(f"last loss {row['losses'][-1]:.5f}")
-        layout = ", ".join(f"{k.split('_')[0]}={v}" for k, v in row["layout"].items()) or "-"
+        layout = ", ".join(f"{SHORT[k]}={v}" for k, v in row["layout"].items()) or "-"
         lines.append(f"| {name} | {row['nproc']} | {layout} | {row['step_ms_median']:.1f} | "
                      f"{row['step_ms_min']:.1f}-{row['step_ms_max']:.1f} | "
                      f"{row['tokens_per_s_per_gpu']:.0f} | {row['tflops_per_gpu']:.1f} | "
