@@ -222,7 +222,18 @@ def _patches() -> list[tuple[Any, str, Any]]:
         (mcore_random, "_get_cuda_rng_state", _stand_in(_cpu_get_rng_state)),
         (mcore_random, "_set_cuda_rng_state", _stand_in(_cpu_set_rng_state)),
     ]
+    # Its MoE all-to-all dispatcher hands split sizes to all_to_all_single as numpy arrays only
+    # for tensors it moved off a GPU; CPU tensors would stay tensors, which c10d refuses.
+    dispatcher = importlib.import_module("megatron.core.transformer.moe.token_dispatcher")
+    patches.append((dispatcher, "maybe_move_tensor_to_cpu", _splits_to_numpy))
     return patches
+
+
+def _splits_to_numpy(tensor, as_numpy: bool = False, record_stream: bool = False):
+    """megatron's maybe_move_tensor_to_cpu for tensors already on the CPU."""
+    if as_numpy and torch.is_tensor(tensor):
+        return tensor.numpy()
+    return tensor
 
 
 def _megatron_autograd_functions() -> list[tuple[type, staticmethod]]:
