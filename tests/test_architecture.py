@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ALLOWED_SIBLINGS = {
     "kernels": set(),
     "config": set(),
-    "models": {"config", "kernels"},
+    "models": {"config"},
     "data": {"config"},
     "peft": {"config", "models", "kernels"},
     "train": {"config", "models", "data", "peft", "kernels"},
