@@ -146,19 +146,19 @@ def _dry_run(cfg, world_size: int, rank: int) -> int:
 def _train(cfg, kind: str, require_progress: bool = False) -> int:
     """Run the entry point; the logging rank sums the run up in one line. With
     ``require_progress`` the exit status says whether the loss went down (``mbridge smoke``)."""
-    from mbridge_config.errors import ConfigError, MBridgeError
+    from mbridge_config.errors import ConfigError
     from mbridge_train import finetune, pretrain
     from mbridge_train.distributed import destroy_process_group
     from mbridge_train.gpt_step import forward_step
     from mbridge_train.loss_contract import LM_LOSS
-    from mbridge_train.user_errors import one_line
+    from mbridge_train.user_errors import USER_ERRORS, one_line
 
     entry = pretrain if kind == "pretrain" else finetune
     try:
         run = entry(cfg, forward_step)
     except ConfigError as error:
         raise UsageError(_one_line(error)) from None
-    except MBridgeError as error:  # a data file, a checkpoint, ...: one line, status 1
+    except USER_ERRORS as error:  # a data file, a checkpoint, ...: one line, status 1
         print(one_line(error), file=sys.stderr)
         return 1
     finally:

@@ -15,7 +15,7 @@ from mbridge_models.conversion.errors import ConversionError
 from mbridge_peft.lora import PEFTConfigError
 from mbridge_peft.matching import TargetError
 from mbridge_train.checkpointing import CheckpointError
-from mbridge_train.user_errors import one_line
+from mbridge_train.user_errors import USER_ERRORS, one_line
 
 # A resume from a folder whose tracker names an iteration that is not there: a CheckpointError
 # raised deep inside set-up, after the model is built (or, with BUG=1, a bug in the step).
@@ -41,8 +41,9 @@ SCRIPT = textwrap.dedent("""
 
 @pytest.mark.parametrize("kind", [ConfigError, DataError, CheckpointError, ConversionError,
                                   TargetError, PEFTConfigError])
-def test_every_package_error_is_an_mbridge_error(kind):
-    assert issubclass(kind, MBridgeError)
+def test_every_package_error_is_one_the_entry_points_render(kind):
+    assert issubclass(kind, USER_ERRORS)
+    assert kind is DataError or issubclass(kind, MBridgeError)
 
 
 def test_one_line_joins_the_message_and_names_the_type(monkeypatch):

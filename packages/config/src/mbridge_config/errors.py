@@ -9,7 +9,8 @@ from collections.abc import Iterable
 class MBridgeError(Exception):
     """Raised on purpose for bad input (a config field, a file, a checkpoint): the message
     names what is wrong and is the whole story, so entry points show it as one line, not a
-    traceback (``mbridge_train.user_errors``). Every package's error type derives from it."""
+    traceback (``mbridge_train.user_errors``). Every package's error type derives from it, except
+    mbridge_data's DataError (the torch-free preprocessing path cannot import this package)."""
 
 
 class ConfigError(MBridgeError, ValueError):

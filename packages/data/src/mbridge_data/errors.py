@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from mbridge_config.errors import MBridgeError
 
-
-class DataError(MBridgeError, ValueError):
+class DataError(ValueError):
     """A data file or data option is unusable; the message names the file (and line) and why.
 
     Config-field problems that can be checked without reading data raise
     ``mbridge_config.errors.ConfigError`` instead; this one is for what is found on disk.
+    Not an ``MBridgeError`` subclass: preprocessing runs without torch, and mbridge_config
+    imports megatron-core (``mbridge_train.user_errors`` lists it beside MBridgeError).
     """
 
 

@@ -1,6 +1,6 @@
 """How an error mbridge raises on purpose reaches the console: one line, never a traceback.
 
-An ``MBridgeError`` (ConfigError, DataError, CheckpointError, ConversionError, ...) already names
+One of ``USER_ERRORS`` (ConfigError, DataError, CheckpointError, ConversionError, ...) names
 the field or file and what was expected; the stack below it says nothing a user can act on.
 ``pretrain``/``finetune`` install an excepthook that prints such an error, when nothing catches
 it, as ``[rankR]: mbridge: CheckpointError: <message>`` (the rank only in a multi-process run)
@@ -14,6 +14,10 @@ import os
 import sys
 
 from mbridge_config.errors import MBridgeError
+from mbridge_data.errors import DataError
+
+USER_ERRORS = (MBridgeError, DataError)
+"""What mbridge raises on purpose (DataError stands apart: see mbridge_data.errors)."""
 
 
 def one_line(error: BaseException, *, rank_prefix: bool = True) -> str:
@@ -25,13 +29,13 @@ def one_line(error: BaseException, *, rank_prefix: bool = True) -> str:
 
 
 def install_excepthook() -> None:
-    """Render uncaught MBridgeErrors as one line (idempotent; other exceptions untouched)."""
+    """Render uncaught USER_ERRORS as one line (idempotent; other exceptions untouched)."""
     if getattr(sys.excepthook, "_mbridge", False):
         return
     previous = sys.excepthook
 
     def hook(kind, value, tb):
-        if isinstance(value, MBridgeError) and not os.environ.get("MBRIDGE_TRACEBACK"):
+        if isinstance(value, USER_ERRORS) and not os.environ.get("MBRIDGE_TRACEBACK"):
             # Once torch.distributed starts it wraps this hook and prefixes the rank itself.
             print(one_line(value, rank_prefix=sys.excepthook is hook), file=sys.stderr,
                   flush=True)
