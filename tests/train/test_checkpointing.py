@@ -33,13 +33,13 @@ def _config(tmp=None, *, model=None, load=None, pretrained=None, peft=None, **fi
                                 MockGPTDatasetConfig, OptimizerConfig, SchedulerConfig,
                                 TokenizerConfig, TrainingConfig)
 
-    train = {k: fields.pop(k) for k in ("train_iters", "exit_interval") if k in fields}
+    train = {"train_iters": 4, "eval_interval": None, "eval_iters": 0}
+    train.update({k: fields.pop(k) for k in list(train) + ["exit_interval"] if k in fields})
     ckpt = dict(save=str(tmp) if tmp else None, load=load, pretrained_checkpoint=pretrained)
     ckpt.update(fields)
     return ConfigContainer(
         model=model or llama_like(vocab_size=None, seq_length=32),
-        train=TrainingConfig(micro_batch_size=2, global_batch_size=4, eval_interval=None,
-                             eval_iters=0, **{"train_iters": 4, **train}),
+        train=TrainingConfig(micro_batch_size=2, global_batch_size=4, **train),
         optimizer=OptimizerConfig(optimizer="adam", lr=3e-3, use_distributed_optimizer=True,
                                   clip_grad=1.0),
         scheduler=SchedulerConfig(lr_warmup_iters=1),
@@ -49,8 +49,8 @@ def _config(tmp=None, *, model=None, load=None, pretrained=None, peft=None, **fi
         checkpoint=CheckpointConfig(**ckpt), peft=peft)
 
 
-def _losses(run) -> list[float]:
-    return [h["lm loss"] for h in run.history if "lm loss" in h and "split" not in h]
+def _losses(run, split=None) -> list[float]:
+    return [h["lm loss"] for h in run.history if "lm loss" in h and h.get("split") == split]
 
 
 def _weights(run) -> dict:
@@ -72,22 +72,30 @@ def _finetune(cfg):
     return finetune(cfg, forward_step)
 
 
-def _straight_vs_resumed(rank, world, tmp, model_fields):
-    """(losses, weights) of 4 straight steps, and of 2 steps + save + a fresh run resuming."""
+def _straight_vs_resumed(rank, world, tmp, model_fields, fields=None):
+    """(losses, validation losses, weights) of 4 straight steps, and of 2 steps + save + a
+    fresh run resuming; ``fields``: more config fields for every run (validation, async)."""
     model = lambda: llama_like(vocab_size=None, seq_length=32, **model_fields)  # noqa: E731
-    straight = _pretrain(_config(model=model()))
-    first = _pretrain(_config(tmp, model=model(), exit_interval=2))
-    resumed = _pretrain(_config(tmp, model=model(), load=str(tmp)))
-    return dict(straight=(_losses(straight), _weights(straight)),
-                resumed=(_losses(first) + _losses(resumed), _weights(resumed)),
+    fields = fields or {}
+    straight = _pretrain(_config(tmp / "straight" if fields else None, model=model(),
+                                 **fields))
+    first = _pretrain(_config(tmp, model=model(), exit_interval=2, **fields))
+    resumed = _pretrain(_config(tmp, model=model(), load=str(tmp), **fields))
+    valid = lambda *runs: sum((_losses(r, "validation") for r in runs), [])  # noqa: E731
+    return dict(straight=(_losses(straight), valid(straight), _weights(straight)),
+                resumed=(_losses(first) + _losses(resumed), valid(first, resumed),
+                         _weights(resumed)),
                 steps=(first.state.train_state.step, resumed.state.train_state.step))
 
 
-def _assert_same(result):
-    """Equal losses (reported on the last pipeline stage only) and equal weights."""
-    (losses, weights), (resumed_losses, resumed_weights) = result["straight"], result["resumed"]
+def _assert_same(result, evaluations=0):
+    """Equal losses (reported on the last pipeline stage only), validation losses and
+    weights."""
+    (losses, valid, weights) = result["straight"]
+    (resumed_losses, resumed_valid, resumed_weights) = result["resumed"]
     assert result["steps"] == (2, 4)
     assert len(losses) in (0, 4) and resumed_losses == losses
+    assert len(valid) in (0, evaluations) and resumed_valid == valid
     assert weights.keys() == resumed_weights.keys()
     for key in weights:
         assert torch.equal(weights[key], resumed_weights[key]), key
@@ -99,6 +107,25 @@ def test_resume_is_exact_on_one_rank(tmp_path):
     assert ck.read_tracker(str(tmp_path)) == 4
     assert ck.saved_iterations(str(tmp_path)) == [2, 4]
     assert (tmp_path / "iter_0000002" / ck.CONFIG_FILE).is_file()
+
+
+# Validation every step, each evaluation reading the next batches: the resumed run's evaluations
+# must continue where the first run's stopped (not re-read its batches); async saves on top.
+_VALIDATED_ASYNC = dict(eval_interval=1, eval_iters=1, async_save=True, save_interval=1)
+
+
+def test_async_saves_and_validation_resume_exactly_on_one_rank(tmp_path):
+    (result,) = run_ranks(_straight_vs_resumed, 1, tmp_path, {}, _VALIDATED_ASYNC)
+    _assert_same(result, evaluations=4)
+    assert ck.read_tracker(str(tmp_path)) == 4
+    assert ck.saved_iterations(str(tmp_path)) == [1, 2, 3, 4]
+    assert ck.read_tracker(str(tmp_path / "straight")) == 4
+
+
+@pytest.mark.slow
+def test_async_saves_and_validation_resume_exactly_on_two_data_parallel_ranks(tmp_path):
+    for result in run_ranks(_straight_vs_resumed, 2, tmp_path, {}, _VALIDATED_ASYNC):
+        _assert_same(result, evaluations=4)
 
 
 @pytest.mark.parametrize("layout", [{}, {"tensor_model_parallel_size": 2},

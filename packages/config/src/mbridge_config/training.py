@@ -36,12 +36,16 @@ class TrainingConfig(_TrainingConfig, _ValidationConfig):
 
 @dataclass(kw_only=True)
 class CheckpointConfig(_CheckpointConfig):
-    """Saving and loading checkpoints (megatron's fields, unchanged, plus Megatron Bridge's
-    ``also_save_hf_checkpoint``)."""
+    """Saving and loading checkpoints (megatron's fields, plus Megatron Bridge's
+    ``also_save_hf_checkpoint``; ``use_persistent_ckpt_worker`` defaults to True)."""
 
     also_save_hf_checkpoint: bool = False
     """Each saved iteration also gets a Hugging Face folder, ``<save>/iter_N/hf/`` (weights
     streamed from the model, adapters merged, config and tokenizer from hf_assets)."""
+
+    use_persistent_ckpt_worker: bool = True
+    """With ``async_save`` on a GPU: one background writer process per rank for the whole run
+    (megatron's default, False, starts a process per save)."""
 
 
 @dataclass(kw_only=True)

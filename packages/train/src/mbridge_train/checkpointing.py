@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from mbridge_config.errors import ConfigError, MBridgeError
+from mbridge_train import async_saves
 
 TRACKER = "latest_checkpointed_iteration.txt"
 CONFIG_FILE = "run_config.yaml"
@@ -134,11 +135,15 @@ def save_checkpoint(ckpt, train_state, model: list, optimizer=None, scheduler=No
                     adapters_only: bool = False, run_config=None) -> str | None:
     """Save to ``<ckpt.save>/iter_<train_state.step>`` and then move the tracker to it
     (collective). ``adapters_only``: a PEFT run's adapters (and their optimizer state);
-    ``run_config``: the ConfigContainer written beside it as YAML, for humans."""
+    ``run_config``: the ConfigContainer written beside it as YAML, for humans.
+
+    With ``ckpt.async_save`` the files are written in the background (``async_saves``) and the
+    tracker moves when the loop finalizes the save; an earlier pending save finishes first."""
     from megatron.core import dist_checkpointing
 
     if not ckpt.save:
         return None
+    async_saves.wait()
     root, iteration = ckpt.save, train_state.step
     directory = iteration_dir(root, iteration)
     _prepare_folder(root, directory, iteration)
@@ -150,20 +155,38 @@ def save_checkpoint(ckpt, train_state, model: list, optimizer=None, scheduler=No
     if with_optim:
         request["opt_param_scheduler"] = scheduler.state_dict()
     request[_INFO] = _describe(adapters_only, with_optim, ckpt.save_rng)
+
+    def beside() -> None:  # after the write started: megatron wants an empty folder to write to
+        if _rank() == 0 and run_config is not None:
+            _write_config(run_config, os.path.join(directory, CONFIG_FILE))
+            _write_hf_assets(run_config, directory)
+        if getattr(ckpt, "also_save_hf_checkpoint", False) and run_config is not None:
+            _barrier()
+            _save_hf_beside(run_config, model, directory)  # before the weights move on
+
+    def finish() -> None:
+        _barrier()
+        if _rank() == 0:
+            write_tracker(root, iteration)
+            _prune(root, iteration, ckpt.most_recent_k)
+        _barrier()
+        _say(f" saved checkpoint {directory}")
+
+    if ckpt.async_save:
+        persistent = async_saves.persistent_worker(ckpt)
+        async_saves.prepare_results_queue(persistent)
+        pending = dist_checkpointing.save(request, directory, _save_strategy(ckpt),
+                                          async_sharded_save=True, async_strategy="mcore",
+                                          content_metadata=_serializable(metadata))
+        async_saves.schedule(pending, iteration, directory, finish, persistent)
+        beside()
+        _say(f" saving checkpoint {directory} in the background")
+        return directory
     _in_process_write_results()
     dist_checkpointing.save(request, directory, _save_strategy(ckpt),
                             content_metadata=_serializable(metadata))
-    if _rank() == 0 and run_config is not None:
-        _write_config(run_config, os.path.join(directory, CONFIG_FILE))
-        _write_hf_assets(run_config, directory)
-    _barrier()
-    if getattr(ckpt, "also_save_hf_checkpoint", False) and run_config is not None:
-        _save_hf_beside(run_config, model, directory)
-    if _rank() == 0:
-        write_tracker(root, iteration)
-        _prune(root, iteration, ckpt.most_recent_k)
-    _barrier()
-    _say(f" saved checkpoint {directory}")
+    beside()
+    finish()
     return directory
 
 

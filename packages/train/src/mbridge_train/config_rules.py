@@ -11,7 +11,7 @@ from __future__ import annotations
 # Checkpoint fields whose non-default values checkpointing.py does not implement, with the
 # value it does.
 UNSUPPORTED_CHECKPOINT = (
-    ("ckpt_format", "torch_dist"), ("async_save", False), ("non_persistent_ckpt_type", None),
+    ("ckpt_format", "torch_dist"), ("non_persistent_ckpt_type", None),
     ("non_persistent_save_interval", None), ("non_persistent_local_ckpt_dir", None),
     ("replication", False), ("use_checkpoint_args", False),
     ("use_mp_args_from_checkpoint_args", False), ("ckpt_convert_format", None),
@@ -22,7 +22,7 @@ UNSUPPORTED_CHECKPOINT = (
 def rule_supported_checkpoint(cfg, world_size: int) -> list[tuple[str, str]]:
     ckpt = cfg.checkpoint
     return [(f"checkpoint.{name}", f"{getattr(ckpt, name)!r} is not supported (mbridge writes "
-                                   f"synchronous, persistent torch_dist checkpoints); use "
+                                   f"persistent torch_dist checkpoints); use "
                                    f"{supported!r}")
             for name, supported in UNSUPPORTED_CHECKPOINT if getattr(ckpt, name) != supported]
 

@@ -57,27 +57,32 @@ def build_datasets(cfg, tokenizer):
 
 def build_iterators(cfg, datasets, train_state, data_parallel_rank: int,
                     data_parallel_size: int, model_chunks: int = 1):
-    """(train, valid, test) iterators for this rank, resuming training at the consumed samples.
+    """(train, valid, test) iterators for this rank, resuming training and validation at the
+    samples they consumed (the test set is read once, at the end, from its start).
 
     Validation and test loop endlessly (each evaluation takes eval_iters batches). With
     virtual pipeline stages every model chunk needs the same batches: each iterator is then a
     list of ``model_chunks`` tees of one loader.
     """
     mbs = cfg.train.micro_batch_size
-    seed = cfg.rng.seed
     iterators = []
     for index, dataset in enumerate(datasets):
-        consumed = train_state.consumed_train_samples if index == 0 else 0
-        loader = mbridge_data.build_dataloader(
-            dataset, cfg.dataset, mbs, consumed_samples=consumed,
-            data_parallel_rank=data_parallel_rank, data_parallel_size=data_parallel_size,
-            seed=seed)
-        if loader is None:
+
+        def loader(consumed: int, dataset=dataset):
+            return mbridge_data.build_dataloader(
+                dataset, cfg.dataset, mbs, consumed_samples=consumed,
+                data_parallel_rank=data_parallel_rank, data_parallel_size=data_parallel_size,
+                seed=cfg.rng.seed)
+
+        if dataset is None or loader(0) is None:
             iterators.append(None)
             continue
         if index == 0:
             _check_long_enough(cfg, dataset, data_parallel_size)
-        iterator = iter(loader) if index == 0 else _endless(loader)
+            iterator = iter(loader(train_state.consumed_train_samples))
+        else:
+            start = train_state.consumed_valid_samples if index == 1 else 0
+            iterator = _endless(loader, _position(cfg, dataset, start, data_parallel_size))
         iterators.append(list(itertools.tee(iterator, model_chunks)) if model_chunks > 1
                          else iterator)
     return tuple(iterators)
@@ -97,11 +102,25 @@ def _check_long_enough(cfg, dataset, data_parallel_size: int) -> None:
                           "epochs) or fewer iterations", field="dataset.dataloader_type")
 
 
-def _endless(loader) -> Iterator:
+def _position(cfg, dataset, consumed: int, data_parallel_size: int) -> int:
+    """Where an endless pass over ``dataset`` stands after ``consumed`` samples: "single"
+    passes restart from 0 after their last full global micro-batch; "cyclic" counts epochs
+    itself."""
+    if cfg.dataset.dataloader_type not in (None, "single") or not consumed:
+        return consumed
+    per_pass = len(dataset) // (cfg.train.micro_batch_size * data_parallel_size) * (
+        cfg.train.micro_batch_size * data_parallel_size)
+    return consumed % per_pass if per_pass else 0
+
+
+def _endless(loader, start: int = 0) -> Iterator:
+    """Batches of ``loader(start)``, then of ``loader(0)`` again and again."""
+    consumed = start
     while True:
         yielded = False
-        for batch in loader:
+        for batch in loader(consumed):
             yielded = True
             yield batch
         if not yielded:
             return
+        consumed = 0

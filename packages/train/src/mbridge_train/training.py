@@ -15,8 +15,8 @@ from typing import Any, Callable
 
 import torch
 
-from mbridge_train import (checkpointing, data_setup, distributed, loggers, loss_curve, preflight,
-                           profiling)
+from mbridge_train import (async_saves, checkpointing, data_setup, distributed, loggers,
+                           loss_curve, preflight, profiling)
 from mbridge_train.distributed import initialize_distributed, is_last_rank_logger
 from mbridge_train.forward_contract import schedule_step
 from mbridge_train.garbage import ManualGC
@@ -284,6 +284,7 @@ def train(run: Run, forward_step_func: Callable) -> Run:
             progress.consumed_train_samples += cfg.train.global_batch_size
             progress.skipped_train_samples += cfg.train.global_batch_size if skipped else 0
             profiler.after_step(step)
+            async_saves.finalize_finished()  # a background save done on every rank: tracker
             record = reporter.training_step(run, losses, grad_norm, skipped, step_time)
             if record is not None:
                 run.history.append(record)
@@ -312,8 +313,12 @@ def train(run: Run, forward_step_func: Callable) -> Run:
             with collector.evaluation():
                 results = evaluate(run, forward_step, run.test_iterator, "test")
             _log_evaluation(run, reporter, "test", results)
+        async_saves.wait()
         if logging_rank:
             _write_loss_curve(run, reporter)
+    except BaseException:
+        async_saves.abort()
+        raise
     finally:
         profiler.close(progress.step)
         exit_signal.release()

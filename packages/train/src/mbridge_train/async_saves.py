@@ -1,0 +1,142 @@
+"""``checkpoint.async_save``: a save's file writes run in megatron-core's background worker while
+training goes on.
+
+What the training step pays is the staging of the tensors to host memory (the worker must not
+see weights the next optimizer step changes); the write itself runs in the worker. A save is
+finished only when every rank's worker is done: then, in the finalize step (collective, taken by
+the loop between steps), megatron writes the checkpoint's metadata and mbridge moves the tracker
+to it. So a restart never sees a save whose write is still running, and the next save, the end
+of training or an exit waits for the previous one first.
+
+The worker: on a GPU, megatron-core's persistent worker (one spawned process per rank for the
+whole run, ``checkpoint.use_persistent_ckpt_worker``); on the CPU runtime, a process forked per
+save (a spawned worker would lose the CPU runtime's CUDA stand-ins). A write that fails in the
+background stops the run with one CheckpointError naming the iteration and the rank.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from mbridge_config.errors import MBridgeError
+
+
+@dataclass
+class _Pending:
+    call: int
+    iteration: int
+    directory: str
+
+
+_queue = None  # megatron's AsyncCallsQueue, created by the first async save of the process
+_pending: deque[_Pending] = deque()
+
+
+def persistent_worker(ckpt) -> bool:
+    return bool(ckpt.use_persistent_ckpt_worker) and torch.cuda.is_available()
+
+
+def prepare_results_queue(persistent: bool) -> None:
+    """The queue the worker hands its write results back through must cross processes: a
+    Manager queue (spawned for the persistent worker, forked on the CPU runtime), made once."""
+    from megatron.core.dist_checkpointing.strategies import filesystem_async
+
+    current = filesystem_async._results_queue
+    if current is not None and not isinstance(current, queue.Queue):
+        return
+    mode = "spawn" if persistent else "fork"
+    filesystem_async._results_queue = multiprocessing.get_context(mode).Manager().Queue()
+
+
+def schedule(request, iteration: int, directory: str, finalize: Callable[[], None],
+             persistent: bool) -> None:
+    """Hand ``request`` (what ``dist_checkpointing.save(..., async_sharded_save=True)``
+    returned) to the worker; ``finalize`` runs on every rank once all ranks' writes are done."""
+    from megatron.core.dist_checkpointing.strategies.async_utils import AsyncCallsQueue
+
+    global _queue
+    if _queue is None:
+        _queue = AsyncCallsQueue(persistent=persistent)
+    request.add_finalize_fn(finalize)
+    call = _queue.schedule_async_request(request)
+    _pending.append(_Pending(call, iteration, directory))
+
+
+def pending_iterations() -> list[int]:
+    return [p.iteration for p in _pending]
+
+
+def finalize_finished(blocking: bool = False) -> list[int]:
+    """Finalize the saves whose writes are done on every rank (all of them when ``blocking``);
+    returns their iterations. Collective: every rank calls it at the same point."""
+    if _queue is None or not _pending:
+        return []
+    try:
+        done = _queue.maybe_finalize_async_calls(blocking=blocking)
+    except Exception as error:  # noqa: BLE001 - a background failure becomes one line
+        failed = _pending[0]
+        _abandon()
+        raise CheckpointWriteError(failed, error) from None
+    finished = []
+    while _pending and _pending[0].call in done:
+        finished.append(_pending.popleft().iteration)
+    return finished
+
+
+def wait() -> list[int]:
+    """Block until every pending save is finished (collective)."""
+    return finalize_finished(blocking=True)
+
+
+def abort() -> None:
+    """After a failure elsewhere: stop the worker without finalizing (finalizing is collective
+    and the other ranks may be gone); an unfinalized save is never named by the tracker."""
+    _abandon()
+
+
+def _abandon() -> None:
+    global _queue
+    if _queue is not None:
+        try:
+            _queue.close(abort=True)
+        except Exception:  # noqa: BLE001 - the worker may already be gone
+            pass
+    _queue = None
+    _pending.clear()
+
+
+class CheckpointWriteError(MBridgeError, RuntimeError):
+    """A background checkpoint write failed."""
+
+    def __init__(self, pending: _Pending, error: BaseException):
+        rank, cause = _first_failure(error)
+        where = f"rank {rank}" if rank is not None else f"rank {_rank()}"
+        super().__init__(f"{pending.directory}: the background save of iteration "
+                         f"{pending.iteration} failed on {where} ({cause}); the tracker still "
+                         "names the previous checkpoint")
+
+
+def _first_failure(error: BaseException) -> tuple[int | None, str]:
+    """torch's CheckpointException carries each failing rank's exception in ``failures``."""
+    failures = getattr(error, "failures", None)
+    if isinstance(failures, dict) and failures:
+        rank = min(failures)
+        cause = failures[rank]
+        cause = getattr(cause, "exc", cause)  # _WrappedException
+        return rank, f"{type(cause).__name__}: {_line(cause)}"
+    return None, f"{type(error).__name__}: {_line(error)}"
+
+
+def _line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _rank() -> int:
+    return torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
