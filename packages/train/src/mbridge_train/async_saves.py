@@ -77,12 +77,17 @@ def finalize_finished(blocking: bool = False) -> list[int]:
     returns their iterations. Collective: every rank calls it at the same point."""
     if _queue is None or not _pending:
         return []
+    from torch.distributed.checkpoint.api import CheckpointException  # a BaseException
+
     try:
         done = _queue.maybe_finalize_async_calls(blocking=blocking)
-    except Exception as error:  # noqa: BLE001 - a background failure becomes one line
+    except (Exception, CheckpointException) as error:  # noqa: BLE001 - one line instead
         failed = _pending[0]
+        cause = _shared_cause(error)
         _abandon()
-        raise CheckpointWriteError(failed, error) from None
+        raise CheckpointWriteError(f"{failed.directory}: the background save of iteration "
+                                   f"{failed.iteration} failed on {cause}; the tracker still "
+                                   "names the previous checkpoint") from None
     finished = []
     while _pending and _pending[0].call in done:
         finished.append(_pending.popleft().iteration)
@@ -114,23 +119,26 @@ def _abandon() -> None:
 class CheckpointWriteError(MBridgeError, RuntimeError):
     """A background checkpoint write failed."""
 
-    def __init__(self, pending: _Pending, error: BaseException):
-        rank, cause = _first_failure(error)
-        where = f"rank {rank}" if rank is not None else f"rank {_rank()}"
-        super().__init__(f"{pending.directory}: the background save of iteration "
-                         f"{pending.iteration} failed on {where} ({cause}); the tracker still "
-                         "names the previous checkpoint")
 
-
-def _first_failure(error: BaseException) -> tuple[int | None, str]:
-    """torch's CheckpointException carries each failing rank's exception in ``failures``."""
+def _shared_cause(error: BaseException) -> str:
+    """'rank R (Type: message)' of the first failing rank, the same on every rank: torch's
+    CheckpointException lists the failures (rank -> (exception, traceback)) on the rank that
+    gathered them, so that rank's reading is broadcast (every rank raised in the same
+    finalize, so every rank is here)."""
     failures = getattr(error, "failures", None)
     if isinstance(failures, dict) and failures:
         rank = min(failures)
         cause = failures[rank]
-        cause = getattr(cause, "exc", cause)  # _WrappedException
-        return rank, f"{type(cause).__name__}: {_line(cause)}"
-    return None, f"{type(error).__name__}: {_line(error)}"
+        cause = cause[0] if isinstance(cause, tuple) else cause
+        text = f"rank {rank} ({type(cause).__name__}: {_line(cause)})"
+    else:
+        text = f"rank {_rank()} ({type(error).__name__}: {_line(error)})"
+    if not torch.distributed.is_initialized() or torch.distributed.get_world_size() == 1:
+        return text
+    texts = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(texts, (bool(failures), text))
+    known = [t for listed, t in texts if listed]
+    return known[0] if known else text
 
 
 def _line(error: BaseException) -> str:

@@ -1,0 +1,90 @@
+"""checkpoint.async_save on CPU ranks: the write runs while training goes on, the tracker moves
+only when it finished, and a write that fails in the background stops the run with one line
+naming the iteration and the rank. (Exact resume with async saves: test_checkpointing.)"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+
+import pytest
+from multirank import run_ranks
+
+import tiny_run
+
+pytestmark = pytest.mark.multiproc
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _warm():
+    tiny_run.preload()
+
+
+def _patch_writer(body):
+    """Replace megatron's per-item file write in this process; the forked writer inherits it."""
+    from megatron.core.dist_checkpointing.strategies import filesystem_async
+
+    original = filesystem_async._write_item
+
+    @functools.wraps(original)  # megatron inspects its signature
+    def write_item(*args, **kwargs):
+        body()
+        return original(*args, **kwargs)
+
+    filesystem_async._write_item = write_item
+
+
+def _slow_write_run(rank, world, tmp):
+    slowed = []
+
+    def slow_first_write():
+        if not slowed:
+            slowed.append(True)
+            time.sleep(3.0)
+
+    _patch_writer(slow_first_write)
+    cfg = tiny_run.config(train=dict(train_iters=4),
+                          checkpoint=dict(save=tmp, save_interval=2, async_save=True))
+    run, text = tiny_run.pretrain_captured(cfg)
+    return text
+
+
+def test_training_goes_on_while_the_write_runs_and_the_tracker_waits_for_it(tmp_path):
+    (text,) = run_ranks(_slow_write_run, 1, str(tmp_path))
+    lines = [line.strip() for line in text.splitlines()]
+    started = lines.index(f"saving checkpoint {tmp_path}/iter_0000002 in the background")
+    finished = lines.index(f"saved checkpoint {tmp_path}/iter_0000002")
+    step3 = next(i for i, line in enumerate(lines) if line.startswith("iteration        3/"))
+    assert started < step3 < finished  # step 3 ran during the 3 s write
+    assert lines.index(f"saved checkpoint {tmp_path}/iter_0000004") > finished
+    assert (tmp_path / "latest_checkpointed_iteration.txt").read_text().strip() == "4"
+
+
+def _failing_write_run(rank, world, tmp):
+    from mbridge_train.async_saves import CheckpointWriteError
+    from mbridge_train.checkpointing import read_tracker
+
+    def full_disk():
+        if rank == world - 1:
+            raise OSError(28, "No space left on device")
+
+    _patch_writer(full_disk)
+    cfg = tiny_run.config(train=dict(train_iters=6),
+                          checkpoint=dict(save=tmp, save_interval=2, async_save=True))
+    try:
+        tiny_run.pretrain_captured(cfg)
+    except CheckpointWriteError as error:
+        return dict(message=str(error), tracker=read_tracker(tmp))
+    return dict(message=None)
+
+
+def test_a_background_write_failure_stops_the_run_naming_iteration_and_rank(tmp_path):
+    results = run_ranks(_failing_write_run, 2, str(tmp_path))
+    for result in results:
+        message = result["message"]
+        assert message is not None and "\n" not in message
+        assert "iteration 2" in message and "rank 1" in message, message
+        assert "OSError" in message  # megatron's worker keeps only the exception's type
+        assert result["tracker"] is None  # never moved to the failed save
+    assert not os.path.exists(tmp_path / "iter_0000004")  # stopped at the failure
