@@ -27,6 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import commit  # noqa: E402
+
 # Llama-3.2-1B's shape (tied embeddings, GQA 32/8, llama3 RoPE scaling); "small" keeps the
 # vocabulary and head layout and shrinks depth and width, for machines where 1B is too slow.
 PRESETS = {
@@ -131,14 +134,6 @@ def measure(name: str, hf: Path, work: Path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, cwd=Path(__file__).parent).stdout.strip()
-    except OSError:
-        return "unknown"
-
-
 def _write(path: Path, text: str) -> None:
     with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False) as tmp:
         tmp.write(text)
@@ -194,7 +189,7 @@ def main() -> None:
     tag = args.tag or f"cpu{os.cpu_count()}-{args.preset}"
     command = f"uv run python benchmarks/conversion.py --preset {args.preset} --runs {args.runs}"
     result = {"device": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores "
-                        "(shared)", "commit": _commit(), "command": command,
+                        "(shared)", "commit": commit(), "command": command,
               "preset": args.preset, "model_bytes": model_bytes,
               "rss_target_bytes": rss_target, "rows": rows}
     table = ["| what | wall s (median, min-max) | x plain | peak RSS GiB (median, min-max) | "

@@ -36,10 +36,12 @@ import json  # noqa: E402
 import platform  # noqa: E402
 import re  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
 from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import commit  # noqa: E402
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -263,16 +265,6 @@ def markdown(result) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _commit() -> str:
-    if os.environ.get("MBRIDGE_COMMIT"):
-        return os.environ["MBRIDGE_COMMIT"]
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, cwd=Path(__file__).parent, check=True).stdout.strip()
-    except Exception:  # noqa: BLE001
-        return "unknown"
-
-
 def _write(out: Path, stem: str, result: dict, text: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     slug = re.sub(r"[^a-z0-9]+", "-", result["device"].lower()).strip("-")
@@ -312,7 +304,7 @@ def layer_main(args) -> None:
               "torch": torch.__version__, "triton": triton.__version__,
               "peft": peft_version or "not installed",
               "mbridge_kernels": mbridge_kernels.__version__, "python": platform.python_version(),
-              "commit": _commit(), "date": time.strftime("%Y-%m-%d %H:%M"),
+              "commit": commit(), "date": time.strftime("%Y-%m-%d %H:%M"),
               "command": "python3 " + " ".join(sys.argv), "tokens": tokens, "dtype": str(dtype),
               "rows": rows, "targets": targets(rows), "wall_s": time.time() - started}
     _write(Path(args.out), "lora-smoke" if smoke else "lora", result, markdown(result))
@@ -380,7 +372,7 @@ def e2e_main(args) -> None:
     full = next((r for r in rows if r["name"] == "full SFT" and "step_ms_median" in r), None)
     lines = [f"# LoRA vs full SFT step, llama.llama32_1b — {torch.cuda.get_device_name()}", "",
              f"seq {args.seq}, micro-batch 8, global batch 32, mock data, "
-             f"{args.warmup} warm-up + {args.steps} timed steps; commit {_commit()}; command: "
+             f"{args.warmup} warm-up + {args.steps} timed steps; commit {commit()}; command: "
              f"`python3 {' '.join(sys.argv)}`", "",
              "| run | step ms (median) | min-max | IQR | x full SFT | peak GiB |",
              "|---|---|---|---|---|---|"]
@@ -395,7 +387,7 @@ def e2e_main(args) -> None:
                      f"{ratio:.2f} | {r['peak_memory_gib']:.1f} |")
     lines += ["", "Target: LoRA step <= 0.70x the full-SFT step."]
     result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
-              "commit": _commit(), "command": "python3 " + " ".join(sys.argv),
+              "commit": commit(), "command": "python3 " + " ".join(sys.argv),
               "seq": args.seq, "rows": rows}
     _write(Path(args.out), "lora-e2e", result, "\n".join(lines) + "\n")
 

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import statistics
 import subprocess
@@ -55,6 +54,9 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import commit, device_name, write_json  # noqa: E402
 
 H200_BF16_TFLOPS = 989.0
 COMM_MARKERS = ("nccl", "all_reduce", "allreduce", "all_gather", "allgather", "reduce_scatter",
@@ -252,7 +254,7 @@ def run_case(name: str, args) -> None:
         row["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
     if case.profile:
         row.update(_summarise_profiles(case, profiles))
-    _write_json(Path(args.out) / "cases" / f"{name}.json", row)
+    write_json(Path(args.out) / "cases" / f"{name}.json", row)
     print(f"[multi_gpu] {name}: {json.dumps({k: v for k, v in row.items() if k != 'losses'})}",
           flush=True)
 
@@ -321,13 +323,6 @@ def _summarise_profiles(case: Case, profiles: list[dict]) -> dict:
     if case.model == "moe":
         out["all_to_all_share"] = max(p["all_to_all_s"] for p in profiles) / wall
     return out
-
-
-def _write_json(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)
 
 
 # ------------------------------------------------------------------ the driver
@@ -399,22 +394,6 @@ def targets(rows: dict) -> list[dict]:
     return out
 
 
-def device_name() -> str:
-    import torch
-
-    return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-
-
-def commit() -> str:
-    if os.environ.get("MBRIDGE_COMMIT"):
-        return os.environ["MBRIDGE_COMMIT"]
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, cwd=Path(__file__).parent, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def markdown(result: dict) -> str:
     lines = [f"# Multi-GPU: DP / TP+SP / PP / EP through mbridge ({result['device']})", "",
              f"commit {result['commit']}; command: `{result['command']}`; {result['date']}; "
@@ -469,7 +448,7 @@ def drive(args) -> dict:
               "tiny": args.tiny, "rows": rows, "targets": targets(rows)}
     out = Path(args.out)
     slug = re.sub(r"[^a-z0-9]+", "-", result["device"].lower()).strip("-")
-    _write_json(out / f"multi_gpu-{slug}.json", result)
+    write_json(out / f"multi_gpu-{slug}.json", result)
     text = markdown(result)
     tmp = out / f"multi_gpu-{slug}.md.tmp"
     tmp.write_text(text)
