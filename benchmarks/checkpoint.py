@@ -5,14 +5,14 @@
 
 Each phase is its own process (``mbridge.recipes.llama.llama32_1b``, mock data, bf16, the
 distributed optimizer, seq 4096, micro-batch 2; ``--tiny``: ``tiny.gpt_tiny`` on the CPU). A
-phase trains 12 steps and saves after steps 4 and 8 (model, optimizer, RNG: a resumable
+phase trains 10 steps and saves after steps 5 and 10 (model, optimizer, RNG: a resumable
 checkpoint) with ``checkpoint.async_save`` off or on, then a fresh setup loads the last one.
 
 Reported per phase: the median normal step; the step that starts a save (its training step
 plus the blocking part of the save call: for a sync save the whole write, for an async one the
 staging to host memory) and its ratio to the normal step (target <= 1.10 for async); the step
 after it; for async saves the time until the background write was finalized; checkpoint size;
-load time. Floors measured in the same run: disk write bandwidth (a 2 GiB file with fsync) and
+load time. Floors measured in the same run: disk write bandwidth (a 1 GiB file with fsync) and
 pinned device-to-host bandwidth, as size / bandwidth. Writes ``checkpoint-<device>.json`` and
 ``.md`` under --out (temp name, then renamed); checkpoints are deleted after each phase.
 """
@@ -32,8 +32,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import commit, device_name, write_json, write_text  # noqa: E402
 
-SAVE_AT = (4, 8)
-ITERS = 12
+SAVE_AT = (5, 10)
+ITERS = 10
 
 
 def build_config(args, root: str, async_save: bool):
@@ -75,8 +75,14 @@ def run_phase(args) -> None:
     root = str(Path(args.out) / "runs" / args.phase)
     shutil.rmtree(root, ignore_errors=True)
     cfg = build_config(args, root, async_save=args.phase == "async")
-    save_calls, finished_at = {}, {}
+    save_calls, finished_at, handed_over = {}, {}, {}
     plain_save, plain_finalize = training.save, async_saves.finalize_finished
+    plain_schedule = async_saves.schedule
+
+    def timed_schedule(request, iteration, *a, **k):
+        began = time.perf_counter()
+        plain_schedule(request, iteration, *a, **k)
+        handed_over[iteration] = time.perf_counter() - began
 
     def timed_save(run):
         sync()
@@ -92,10 +98,11 @@ def run_phase(args) -> None:
         return done
 
     training.save, async_saves.finalize_finished = timed_save, timed_finalize
+    async_saves.schedule = timed_schedule
     run = training.setup(cfg)
     training.train(run, forward_step)
     steps = {h["step"]: h["step_time_s"] for h in run.history if "split" not in h}
-    directory = checkpointing.iteration_dir(cfg.checkpoint.save, SAVE_AT[-1])
+    directory = checkpointing.find_checkpoint(cfg.checkpoint.save)
     size = sum(f.stat().st_size for f in Path(directory).rglob("*") if f.is_file())
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
     training.teardown()
@@ -122,6 +129,7 @@ def run_phase(args) -> None:
         began, returned = save_calls[at]
         starting = steps[at] + (returned - began)
         rows.append({"iteration": at, "save_call_s": returned - began,
+                     "handover_s": handed_over.get(at),
                      "starting_step_s": starting,
                      "starting_vs_normal": starting / statistics.median(normal),
                      "next_step_s": steps.get(at + 1),
@@ -147,7 +155,7 @@ def sync() -> None:
 # ------------------------------------------------------------------ floors
 
 
-def disk_write_gbps(folder: Path, gib: int = 2) -> float:
+def disk_write_gbps(folder: Path, gib: int = 1) -> float:
     """Sequential write with fsync of ``gib`` GiB in 64 MiB blocks."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "disk_probe.bin"
@@ -183,6 +191,7 @@ def d2h_gbps() -> float | None:
 
 
 def drive(args) -> dict:
+    disk = disk_write_gbps(Path(args.out))
     phases = {}
     for phase in ("sync", "async"):
         command = [sys.executable, str(Path(__file__).resolve()), "--phase", phase, "--out",
@@ -204,7 +213,7 @@ def drive(args) -> dict:
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "model": "tiny.gpt_tiny" if args.tiny else "llama.llama32_1b",
               "seq": 64 if args.tiny else args.seq, "micro_batch": args.micro_batch,
-              "torch": torch.__version__, "disk_write_gbps": disk_write_gbps(Path(args.out)),
+              "torch": torch.__version__, "disk_write_gbps": disk,
               "d2h_pinned_gbps": d2h_gbps(), "phases": phases}
     write(Path(args.out), result)
     return result
@@ -217,9 +226,9 @@ def markdown(result: dict) -> str:
              f"{result['seq']}, micro-batch {result['micro_batch']}, torch {result['torch']}",
              f"measured floors: disk write {disk:.2f} GB/s (fsync'd), pinned D2H "
              + (f"{d2h:.1f} GB/s" if d2h else "n/a"), "",
-             "| save | size GB | normal step s | save-starting step s (ratio) | save call s | "
-             "next step s | written after s | floor write s | floor staging s | load s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| save | size GB | normal step s | save-starting step s (ratio) | save call s "
+             "(hand-over) | next step s | written after s | floor write s | floor staging s | "
+             "load s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for phase, row in result["phases"].items():
         if "error" in row:
             lines.append(f"| {phase} | {row['error']} |||||||||")
@@ -230,7 +239,8 @@ def markdown(result: dict) -> str:
                 f"| {phase} @{save['iteration']} | {gb:.2f} | {row['normal_step_s_median']:.3f} "
                 f"({row['normal_step_s_min']:.3f}–{row['normal_step_s_max']:.3f}) | "
                 f"{save['starting_step_s']:.3f} ({save['starting_vs_normal']:.2f}x) | "
-                f"{save['save_call_s']:.3f} | {save['next_step_s'] or 0:.3f} | "
+                f"{save['save_call_s']:.3f} ({save['handover_s'] or 0:.3f}) | "
+                f"{save['next_step_s'] or 0:.3f} | "
                 f"{save['write_finished_after_s']:.2f} | {gb / disk:.2f} | "
                 + (f"{gb / d2h:.2f}" if d2h else "n/a") + f" | {row['load_s']:.2f} |")
     return "\n".join(lines) + "\n"

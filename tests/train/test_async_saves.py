@@ -88,3 +88,47 @@ def test_a_background_write_failure_stops_the_run_naming_iteration_and_rank(tmp_
         assert "OSError" in message  # megatron's worker keeps only the exception's type
         assert result["tracker"] is None  # never moved to the failed save
     assert not os.path.exists(tmp_path / "iter_0000004")  # stopped at the failure
+
+
+def _snapshot_run(rank, world, tmp):
+    """Async saves at steps 2 and 4 (persistent worker, device snapshot on a GPU); the weights
+    each save call saw, and those its checkpoint loads back."""
+    import torch
+
+    from mbridge_train import checkpointing, training
+
+    seen = {}
+    plain_save = training.save
+
+    def recording_save(run):
+        seen[run.state.train_state.step] = _weights(run.model)
+        plain_save(run)
+
+    training.save = recording_save
+    cfg = tiny_run.config(train=dict(train_iters=4),
+                          checkpoint=dict(save=tmp, save_interval=2, async_save=True))
+    tiny_run.pretrain_captured(cfg)
+    loaded = {}
+    for step in (2, 4):
+        cfg = tiny_run.config(train=dict(train_iters=4),
+                              checkpoint=dict(load=tmp, ckpt_step=step))
+        run = training.setup(cfg)
+        loaded[step] = _weights(run.model)
+        training.teardown()
+    same = {step: all(torch.equal(seen[step][k], loaded[step][k]) for k in seen[step])
+            for step in (2, 4)}
+    return dict(same=same, differ=any(not torch.equal(seen[2][k], seen[4][k]) for k in seen[2]),
+                snapshot=checkpointing.async_saves.persistent_worker(cfg.checkpoint))
+
+
+def _weights(model) -> dict:
+    return {f"{i}.{k}": v.detach().float().cpu().clone() for i, chunk in enumerate(model)
+            for k, v in chunk.state_dict().items() if hasattr(v, "detach")}
+
+
+@pytest.mark.gpu
+def test_persistent_worker_writes_the_weights_of_the_step_that_saved(tmp_path):
+    (result,) = run_ranks(_snapshot_run, 1, str(tmp_path))
+    assert result["snapshot"]  # the persistent worker + device snapshot path ran
+    assert result["differ"]  # training moved the weights between the saves
+    assert result["same"] == {2: True, 4: True}
