@@ -11,14 +11,16 @@ same reason).
 
 ``install()``, run by the CLI and by pretrain()/finetune(), adds how the rest is shown:
 
-* each warning once per process (Python's ``"once"``), and mbridge's own deprecation warnings
-  (a field the user set is deprecated) shown, which Python hides by default outside __main__;
+* each warning once (Python's ``"once"``: the first time its module raises that message, not
+  once per line that raises it), and mbridge's own deprecation warnings (a field the user set
+  is deprecated) shown, which Python hides by default outside __main__;
 * in a multi-process launch only rank 0 shows warnings (and megatron-core's / torch's log lines
   below ERROR): every rank would print the same ones. ``MBRIDGE_ALL_RANK_WARNINGS=1`` shows them
   on every rank. Errors are never filtered.
 
-Explicit ``-W`` / ``PYTHONWARNINGS`` choices are respected: then only the drops apply.
-Standard library only: the CLI calls it before torch or megatron-core is imported.
+Explicit ``-W`` / ``PYTHONWARNINGS`` choices are respected: then only the drops apply. (The CPU
+runtime drops one more line, megatron's RNG-tracker warning, that only a CPU run triggers:
+``mbridge_models.runtime``.) Standard library only.
 """
 
 from __future__ import annotations
