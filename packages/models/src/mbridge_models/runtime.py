@@ -18,11 +18,11 @@ The mode is thread-local (as all torch function modes are): activate it in the t
 the model.
 
 Low precision on a CPU: a bf16/fp16 matmul is fast only where oneDNN has native kernels
-(AVX512-BF16 / AMX); elsewhere it runs ~14x slower than fp32. ``compute_in_fp32(dtypes)`` makes
-the mode run every matmul-like call (mm, bmm, baddbmm, addmm, matmul, linear, SDPA) whose
-operands are of those dtypes in fp32 and round the result back: the tensors keep their dtype
-(parameters, activations, checkpoints stay bf16), only the arithmetic is wider, as on a GPU's
-tensor cores (low-precision inputs, fp32 accumulation, low-precision output).
+(AVX512-BF16 / AMX, AVX512-FP16); elsewhere it runs many times slower than fp32.
+``compute_in_fp32(dtypes)`` makes the mode run every matmul-like call (mm, bmm, baddbmm, addmm,
+matmul, linear, SDPA) whose operands are of those dtypes in fp32 and round the result back: the
+tensors keep their dtype (parameters, activations, checkpoints stay bf16), only the arithmetic is
+wider, as on a GPU's tensor cores (low-precision inputs, fp32 accumulation, low-precision output).
 """
 
 from __future__ import annotations
