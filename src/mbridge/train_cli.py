@@ -206,9 +206,7 @@ def _error(kind: str, message: str) -> None:
 
 
 def quiet_dependency_warnings() -> None:
-    """megatron-core warns at import about optional extras (Apex, TE, absl) it falls back from;
-    the fallbacks are what mbridge expects, so the CLI keeps its output to the run itself."""
-    import warnings
+    """mbridge_config.quiet, before the command imports the rest of torch and megatron-core."""
+    from mbridge_config import quiet
 
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"megatron\.")
-    warnings.filterwarnings("ignore", category=SyntaxWarning, module=r"megatron\.")
+    quiet.install()

@@ -165,3 +165,92 @@ def test_rng_tracker_streams_across_tensor_parallel_ranks():
     # Default (data-parallel) stream: same on both TP ranks; model-parallel stream: different.
     assert torch.equal(r0[0], r1[0]) and torch.equal(r0[4], r1[4])
     assert not torch.equal(r0[2], r1[2])
+
+
+# ------------------------------------------------------------------ fp32 arithmetic, low-precision tensors
+
+LOW = [torch.bfloat16, torch.float16]
+MATMULS = {  # name -> (call, operand shapes)
+    "matmul": (lambda a, b: torch.matmul(a, b), [(2, 5, 7), (7, 3)]),
+    "@": (lambda a, b: a @ b, [(5, 7), (7, 3)]),
+    "mm": (lambda a, b: a.mm(b), [(5, 7), (7, 3)]),
+    "bmm": (lambda a, b: torch.bmm(a, b), [(2, 5, 7), (2, 7, 3)]),
+    "baddbmm": (lambda c, a, b: torch.baddbmm(c, a, b, beta=0.5, alpha=2.0),
+                [(2, 5, 3), (2, 5, 7), (2, 7, 3)]),
+    "addmm": (lambda c, a, b: torch.addmm(c, a, b), [(5, 3), (5, 7), (7, 3)]),
+    "linear": (lambda x, w: torch.nn.functional.linear(x, w), [(4, 5, 7), (3, 7)]),
+    "sdpa": (lambda q, k, v: torch.nn.functional.scaled_dot_product_attention(
+        q, k, v, is_causal=True), [(1, 2, 6, 8), (1, 2, 6, 8), (1, 2, 6, 8)]),
+}
+
+
+class _MatmulDtypes(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records the operand dtypes of every aten matmul-family kernel that runs."""
+
+    KERNELS = ("mm", "bmm", "addmm", "baddbmm", "_scaled_dot_product")
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name.startswith(self.KERNELS):
+            self.seen += [a.dtype for a in args if torch.is_tensor(a) and a.is_floating_point()]
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.fixture
+def widened(active):
+    runtime.compute_in_fp32(LOW)
+    yield
+    runtime.compute_in_fp32()
+
+
+@cpu_only
+@given(name=st.sampled_from(sorted(MATMULS)), dtype=st.sampled_from(LOW), seed=st.integers(0, 99))
+def test_widened_matmuls_compute_in_fp32_and_return_their_dtype(name, dtype, seed):
+    call, shapes = MATMULS[name]
+    generator = torch.Generator().manual_seed(seed)
+    operands = [torch.randn(s, generator=generator).to(dtype) for s in shapes]
+    with runtime.cpu_runtime():
+        runtime.compute_in_fp32([dtype])
+        try:
+            with _MatmulDtypes() as spy:
+                result = call(*operands)
+        finally:
+            runtime.compute_in_fp32()
+        # The oracle: the same call on fp32 copies, rounded once.
+        expected = call(*[o.float() for o in operands]).to(dtype)
+    assert result.dtype == dtype
+    assert spy.seen and set(spy.seen) == {torch.float32}
+    assert torch.equal(result, expected)
+
+
+@cpu_only
+def test_widening_keeps_gradients_in_the_tensor_dtype_and_fp32_untouched(widened):
+    x = torch.randn(4, 7, dtype=torch.bfloat16, requires_grad=True)
+    w = torch.randn(3, 7, dtype=torch.bfloat16, requires_grad=True)
+    with _MatmulDtypes() as spy:
+        torch.nn.functional.linear(x, w).sum().backward()
+    assert x.grad.dtype == w.grad.dtype == torch.bfloat16
+    assert set(spy.seen) == {torch.float32}  # backward's matmuls too
+    a, b = torch.randn(5, 7), torch.randn(7, 3)
+    assert torch.equal(a @ b, torch.mm(a, b))
+
+
+@cpu_only
+def test_off_by_default_and_after_deactivate(active):
+    a, b = torch.randn(5, 7, dtype=torch.bfloat16), torch.randn(7, 3, dtype=torch.bfloat16)
+    with _MatmulDtypes() as spy:
+        a @ b
+    assert spy.seen == [torch.bfloat16, torch.bfloat16]
+    runtime.compute_in_fp32(LOW)
+    runtime.deactivate()
+    assert runtime.fp32_compute_dtypes() == frozenset()
+
+
+def test_native_matmul_follows_onednn():
+    assert runtime.native_matmul(torch.float32)
+    assert runtime.native_matmul(torch.bfloat16) == torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert runtime.native_matmul(torch.float16) == torch.ops.mkldnn._is_mkldnn_fp16_supported()

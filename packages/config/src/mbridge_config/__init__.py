@@ -1,5 +1,9 @@
 """ConfigContainer and the typed sub-configs of mbridge (the Megatron Bridge configuration API)."""
 
+from mbridge_config import quiet as _quiet
+
+_quiet.drop_inapplicable()  # before megatron-core is imported: it warns at import
+
 from megatron.core.distributed import DistributedDataParallelConfig
 from megatron.core.optimizer import OptimizerConfig
 

@@ -8,6 +8,7 @@ them (listed in each class).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from megatron.training.config import (
     CheckpointConfig as _CheckpointConfig,
@@ -72,11 +73,17 @@ class ProfilingConfig(_ProfilingConfig):
 class DistributedInitConfig(_DistributedInitConfig):
     """Process-group initialisation. Adds from Megatron Bridge ``lazy_init`` (NeMo 2.0's
     ``strategy.lazy_init``: defer model-parallel initialisation to the caller) and
-    ``enable_megatron_core_experimental`` (NeMo 2.0's MegatronEnableExperimentalCallback)."""
+    ``enable_megatron_core_experimental`` (NeMo 2.0's MegatronEnableExperimentalCallback), and
+    mbridge's own ``cpu_compute_dtype``."""
 
     lazy_init: bool = False
     enable_megatron_core_experimental: bool = False
     """Turn on megatron-core's experimental features (``megatron.core.config``'s flag) at setup."""
+    cpu_compute_dtype: Literal["auto", "fp32", "keep"] = "auto"
+    """mbridge's, for CPU runs only (inert with CUDA): the arithmetic of bf16/fp16 matmuls.
+    ``auto`` computes them in fp32 where the CPU has no native kernels for the dtype, ``fp32``
+    always, ``keep`` never; tensors and checkpoints keep the configured dtype in every case
+    (mbridge_train.cpu_precision)."""
 
 
 @dataclass(kw_only=True)

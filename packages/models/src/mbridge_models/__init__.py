@@ -1,11 +1,15 @@
 """Model providers, presets, fast layer specs and the CPU runtime for megatron-core.
 
-Providers load on first use (they import megatron-core); ``mbridge_models.runtime`` stays cheap.
+Providers load on first use. mbridge_config is imported first, whatever module of this package
+is asked for: its import filters megatron-core's warnings that never apply to an mbridge run
+(``mbridge_config.quiet``) before megatron-core is imported and emits them.
 """
 
 from __future__ import annotations
 
 import importlib
+
+import mbridge_config  # noqa: F401  (before megatron-core: see above)
 
 __version__ = "0.1.0"
 

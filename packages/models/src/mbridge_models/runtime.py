@@ -16,6 +16,13 @@ Two mechanisms, both undone by ``deactivate()``:
 
 The mode is thread-local (as all torch function modes are): activate it in the thread that runs
 the model.
+
+Low precision on a CPU: a bf16/fp16 matmul is fast only where oneDNN has native kernels
+(AVX512-BF16 / AMX, AVX512-FP16); elsewhere it runs many times slower than fp32.
+``compute_in_fp32(dtypes)`` makes the mode run every matmul-like call (mm, bmm, baddbmm, addmm,
+matmul, linear, SDPA) whose operands are of those dtypes in fp32 and round the result back: the
+tensors keep their dtype (parameters, activations, checkpoints stay bf16), only the arithmetic is
+wider, as on a GPU's tensor cores (low-precision inputs, fp32 accumulation, low-precision output).
 """
 
 from __future__ import annotations
@@ -30,11 +37,13 @@ from typing import Any, Callable
 import torch
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["activate", "deactivate", "is_active", "cpu_runtime", "needs_cpu_runtime"]
+__all__ = ["activate", "deactivate", "is_active", "cpu_runtime", "needs_cpu_runtime",
+           "compute_in_fp32", "fp32_compute_dtypes", "native_matmul"]
 
 _lock = threading.Lock()
 _undo: list[Callable[[], None]] = []  # run in reverse order by deactivate()
 _active = False
+_fp32_compute: frozenset = frozenset()  # low-precision dtypes whose matmuls run in fp32
 
 
 def needs_cpu_runtime() -> bool:
@@ -51,6 +60,27 @@ def training_device() -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
+
+
+def native_matmul(dtype: torch.dtype) -> bool:
+    """Whether this CPU multiplies ``dtype`` at full speed (fp32 always; bf16 with AVX512-BF16
+    or AMX, fp16 with AVX512-FP16 or AMX-FP16: oneDNN's own checks)."""
+    if dtype == torch.bfloat16:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    if dtype == torch.float16:
+        return bool(torch.ops.mkldnn._is_mkldnn_fp16_supported())
+    return True
+
+
+def compute_in_fp32(dtypes=()) -> None:
+    """While the CPU runtime is active, matmuls of ``dtypes`` operands compute in fp32 (see the
+    module docstring); ``compute_in_fp32()`` turns it off. Reset by ``deactivate()``."""
+    global _fp32_compute
+    _fp32_compute = frozenset(d for d in dtypes if d != torch.float32)
+
+
+def fp32_compute_dtypes() -> frozenset:
+    return _fp32_compute
 
 
 def activate() -> bool:
@@ -85,11 +115,12 @@ def activate() -> bool:
 
 def deactivate() -> None:
     """Undo everything ``activate()`` did, restoring the original attributes."""
-    global _active
+    global _active, _fp32_compute
     with _lock:
         while _undo:
             _undo.pop()()
         _active = False
+        _fp32_compute = frozenset()
 
 
 @contextlib.contextmanager
@@ -306,4 +337,26 @@ class _CudaToCpuMode(TorchFunctionMode):
             kwargs = {**kwargs, "device": "cpu"}
         if func is torch.Tensor.to and any(_is_cuda_device(a) for a in args[1:]):
             args = tuple("cpu" if _is_cuda_device(a) else a for a in args)
+        if _fp32_compute and func in _MATMULS:
+            return _matmul_in_fp32(func, args, kwargs)
         return func(*args, **kwargs)
+
+
+_MATMULS = frozenset({
+    torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.Tensor.__rmatmul__,
+    torch.mm, torch.Tensor.mm, torch.bmm, torch.Tensor.bmm, torch.baddbmm, torch.Tensor.baddbmm,
+    torch.addmm, torch.Tensor.addmm, torch.nn.functional.linear,
+    torch.nn.functional.scaled_dot_product_attention,
+})
+
+
+def _matmul_in_fp32(func, args, kwargs):
+    """``func`` on fp32 copies of its low-precision operands, rounded back to their dtype. An
+    ``out=`` call (megatron's fused gradient accumulation) stays as it is."""
+    low = [a.dtype for a in (*args, *kwargs.values())
+           if torch.is_tensor(a) and a.dtype in _fp32_compute]
+    if not low or "out" in kwargs:
+        return func(*args, **kwargs)
+    wide = lambda a: a.float() if torch.is_tensor(a) and a.dtype in _fp32_compute else a  # noqa: E731
+    result = func(*map(wide, args), **{k: wide(v) for k, v in kwargs.items()})
+    return result.to(low[0])

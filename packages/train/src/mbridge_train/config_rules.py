@@ -37,4 +37,13 @@ def rule_tp_comm_overlap(cfg, world_size: int) -> list[tuple[str, str]]:
     return []
 
 
-RULES = [rule_supported_checkpoint, rule_tp_comm_overlap]
+def rule_cpu_compute_dtype(cfg, world_size: int) -> list[tuple[str, str]]:
+    from mbridge_train.cpu_precision import FIELD, POLICIES
+
+    value = getattr(cfg.dist, "cpu_compute_dtype", "auto")
+    if value not in POLICIES:
+        return [(FIELD, f"must be one of {', '.join(map(repr, POLICIES))}, got {value!r}")]
+    return []
+
+
+RULES = [rule_supported_checkpoint, rule_tp_comm_overlap, rule_cpu_compute_dtype]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from mbridge_config import quiet
 from mbridge_train.training import Run, setup, teardown, train
 from mbridge_train.user_errors import install_excepthook
 
@@ -30,6 +31,7 @@ def finetune(cfg, forward_step_func: Callable) -> Run:
 
 def _run(cfg, forward_step_func: Callable, mode: str) -> Run:
     install_excepthook()  # a bad config / file / checkpoint ends the script in one line
+    quiet.install()  # dependency warnings that apply shown once, by rank 0
     run = setup(cfg, training_mode=mode)
     try:
         return train(run, forward_step_func)

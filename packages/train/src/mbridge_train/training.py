@@ -15,8 +15,8 @@ from typing import Any, Callable
 
 import torch
 
-from mbridge_train import (async_saves, checkpointing, data_setup, distributed, loggers,
-                           loss_curve, preflight, profiling)
+from mbridge_train import (async_saves, checkpointing, cpu_precision, data_setup, distributed,
+                           loggers, loss_curve, preflight, profiling)
 from mbridge_train.distributed import initialize_distributed, is_last_rank_logger
 from mbridge_train.forward_contract import schedule_step
 from mbridge_train.garbage import ManualGC
@@ -62,6 +62,7 @@ def setup(cfg, *, training_mode: str = "pretrain") -> Run:
     cfg.finalize()
     cfg.validate(world_size)
     initialize_distributed(cfg.dist)
+    cpu_precision.configure(cfg)
     preflight.run(cfg)
     state = GlobalState(cfg=cfg)
     state.timers = Timers(cfg.logger.timing_log_level, cfg.logger.timing_log_option)
@@ -374,5 +375,6 @@ def teardown() -> None:
     """Destroy megatron's parallel state (the process group stays for the caller)."""
     from megatron.core import parallel_state as ps
 
+    cpu_precision.reset()
     if ps.model_parallel_is_initialized():
         ps.destroy_model_parallel()
