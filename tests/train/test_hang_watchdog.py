@@ -36,6 +36,8 @@ def _watchdog(clock, **kwargs):
 def test_no_progress_for_the_timeout_is_a_hang_and_each_progress_resets_it():
     clock = Clock()
     dog = _watchdog(clock, timeout_s=30.0)
+    dog.step_started(1)
+    dog.step_finished(0.5)
     clock.now += 29
     assert dog.verdict(clock.now) is None
     dog.progress()  # an evaluation or a save finished
@@ -45,6 +47,20 @@ def test_no_progress_for_the_timeout_is_a_hang_and_each_progress_resets_it():
     clock.now += 31
     assert dog.verdict(clock.now) == ("no progress for 31.0 s (in step 7), above "
                                       "ft.hang_timeout_s=30")
+
+
+def test_until_the_first_step_has_finished_the_initial_timeout_applies():
+    clock = Clock()
+    dog = _watchdog(clock, timeout_s=30.0, initial_timeout_s=300.0)
+    dog.step_started(1)  # warm-up, compilation, the first batches
+    clock.now += 299
+    assert dog.verdict(clock.now) is None
+    clock.now += 2
+    assert dog.verdict(clock.now) == ("no progress for 301.0 s (in step 1), above "
+                                      "ft.initial_hang_timeout_s=300")
+    dog.step_finished(301.0)
+    clock.now += 31
+    assert dog.verdict(clock.now).endswith("above ft.hang_timeout_s=30")
 
 
 @given(st.lists(st.floats(0.01, 5.0), min_size=1, max_size=12), st.floats(0.0, 100.0),
@@ -102,7 +118,8 @@ def _hung_run(rank, world, tmp):
     os.dup2(log, 2)
     launch_script.hang_in_step(3)
     cfg = tiny_run.config(train=dict(train_iters=6))
-    cfg.ft = FaultToleranceConfig(enable_ft_package=True, hang_timeout_s=3.0)
+    cfg.ft = FaultToleranceConfig(enable_ft_package=True, hang_timeout_s=3.0,
+                                  initial_hang_timeout_s=120.0)
     tiny_run.pretrain_captured(cfg, forward_step)
 
 
@@ -134,13 +151,14 @@ def test_under_torchrun_a_hung_job_restarts_and_resumes_from_its_last_checkpoint
     ckpt, out = tmp_path / "ckpt", tmp_path / "out"
     overrides = [f"checkpoint.save={ckpt}", f"checkpoint.load={ckpt}",
                  "checkpoint.save_interval=2", "ft.enable_ft_package=true",
-                 "ft.hang_timeout_s=10"]
+                 "ft.hang_timeout_s=10", "ft.initial_hang_timeout_s=300"]
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "MASTER_PORT")}
     env.update(OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore",
                MBRIDGE_TEST_HANG_MARKER=str(tmp_path / "hung"))
     done = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--max-restarts=1",
-         f"--master_port={free_port()}", str(Path(launch_script.__file__)), str(out),
+         "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{free_port()}",
+         str(Path(launch_script.__file__)), str(out),
          *overrides],
         env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-6000:]

@@ -384,7 +384,7 @@ def rule_resilience(cfg: ConfigContainer, world_size: int) -> Problems:
     if ft is not None:
         if ft.simulate_fault:
             problems.append(("ft.simulate_fault", "fault simulation (NVRx) is not supported"))
-        for name in ("hang_timeout_s", "min_step_timeout_s"):
+        for name in ("hang_timeout_s", "initial_hang_timeout_s", "min_step_timeout_s"):
             if not getattr(ft, name) > 0:
                 problems.append((f"ft.{name}", f"must be positive, got {getattr(ft, name)}"))
         if not ft.step_time_factor > 1:

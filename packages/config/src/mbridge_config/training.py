@@ -124,7 +124,11 @@ class FaultToleranceConfig:
     simulated_fault_rank: int | None = None
     simulated_fault_base_delay: int = 0
     hang_timeout_s: float = 600.0
-    """No progress (a finished step, evaluation or save) for this many seconds is a hang."""
+    """No progress (a step started or finished, an evaluation or save done) for this many
+    seconds is a hang; choose it above the longest evaluation or checkpoint save."""
+    initial_hang_timeout_s: float = 1800.0
+    """The same limit until the process's first step has finished (NVRx's
+    ``initial_rank_heartbeat_timeout``): warm-up and compilation take longer."""
     step_time_factor: float = 10.0
     """With ``calc_ft_timeouts``: a training step running longer than this factor times the
     median of the previous steps (once ``3`` have finished, the first of the process excluded)

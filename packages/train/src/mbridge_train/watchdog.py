@@ -3,7 +3,8 @@
 A hung rank (a collective that never completes, a dead peer, a stuck data loader) blocks the
 job forever. Each rank runs a background thread that the loop tells about its progress (step
 start and end, each evaluation and save). When there has been no progress for
-``ft.hang_timeout_s`` seconds or, with ``ft.calc_ft_timeouts``, a training step runs longer
+``ft.hang_timeout_s`` seconds (``ft.initial_hang_timeout_s`` until the process's first step
+has finished: warm-up, compilation and the first batches take longer) or, with ``ft.calc_ft_timeouts``, a training step runs longer
 than ``ft.step_time_factor`` x the median of the previous step times (never less than
 ``ft.min_step_timeout_s``), the thread writes one line saying why, then every thread's Python
 stack (faulthandler) to the process's stderr, and ends the process with HANG_EXIT_CODE through
@@ -32,10 +33,12 @@ STEP_WINDOW = 100
 class HangWatchdog:
     """One rank's watchdog thread; ``verdict`` is the rule, the thread only applies it."""
 
-    def __init__(self, rank: int, timeout_s: float, *, step_time_factor: float | None = None,
-                 min_step_timeout_s: float = 60.0, clock: Callable[[], float] = time.monotonic,
-                 start: bool = True):
+    def __init__(self, rank: int, timeout_s: float, *, initial_timeout_s: float | None = None,
+                 step_time_factor: float | None = None, min_step_timeout_s: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic, start: bool = True):
         self.rank, self.timeout_s = rank, float(timeout_s)
+        self.initial_timeout_s = float(initial_timeout_s if initial_timeout_s is not None
+                                       else timeout_s)
         self.step_time_factor, self.min_step_timeout_s = step_time_factor, min_step_timeout_s
         self.clock = clock
         self._lock = threading.Lock()
@@ -55,7 +58,7 @@ class HangWatchdog:
     def from_config(cls, ft, rank: int) -> "HangWatchdog | _Off":
         if ft is None or not ft.enable_ft_package:
             return _Off()
-        return cls(rank, ft.hang_timeout_s,
+        return cls(rank, ft.hang_timeout_s, initial_timeout_s=ft.initial_hang_timeout_s,
                    step_time_factor=ft.step_time_factor if ft.calc_ft_timeouts else None,
                    min_step_timeout_s=ft.min_step_timeout_s)
 
@@ -90,9 +93,10 @@ class HangWatchdog:
         with self._lock:
             idle = now - self._last_progress
             where = f" (in step {self._step})" if self._step is not None else ""
-            if idle > self.timeout_s:
-                return f"no progress for {idle:.1f} s{where}, above ft.hang_timeout_s=" \
-                       f"{self.timeout_s:g}"
+            timeout, name = (self.timeout_s, "hang_timeout_s") if self._finished else \
+                (self.initial_timeout_s, "initial_hang_timeout_s")
+            if idle > timeout:
+                return f"no progress for {idle:.1f} s{where}, above ft.{name}={timeout:g}"
             if self._step is None or self.step_time_factor is None or \
                     len(self._times) < MIN_STEP_TIMES:
                 return None
@@ -106,7 +110,8 @@ class HangWatchdog:
             return None
 
     def _watch(self) -> None:
-        poll = min(1.0, self.timeout_s / 10, self.min_step_timeout_s / 10)
+        poll = min(1.0, self.timeout_s / 10, self.initial_timeout_s / 10,
+                   self.min_step_timeout_s / 10)
         while not self._stop.wait(poll):
             reason = self.verdict(self.clock())
             if reason is not None and not self._stop.is_set():
