@@ -99,6 +99,20 @@ def test_the_skip_budget_is_spent_then_the_run_stops_and_says_so(monkeypatch):
     assert list(checks.recent) == [2.0, 2.0]  # skipped steps never enter the spike reference
 
 
+def test_the_local_grad_norm_is_the_norm_of_every_gradient_and_sees_one_bad_element():
+    from mbridge_train.step_checks import local_grad_norm
+
+    plain = torch.nn.Linear(3, 2)
+    plain(torch.arange(3.0).reshape(1, 3)).sum().backward()
+    wrapped = torch.nn.Linear(2, 2)  # stands in for megatron's DDP: flat gradient buffers
+    wrapped.buffers = [types.SimpleNamespace(grad_data=torch.tensor([3.0, 4.0]))]
+    wrapped.expert_parallel_buffers = [types.SimpleNamespace(grad_data=torch.tensor([12.0]))]
+    grads = torch.cat([p.grad.reshape(-1) for p in plain.parameters()] + [torch.tensor([13.0])])
+    assert local_grad_norm([plain, wrapped]) == pytest.approx(float(grads.norm()))
+    wrapped.expert_parallel_buffers[0].grad_data[0] = math.nan
+    assert math.isnan(local_grad_norm([plain, wrapped]))
+
+
 def test_megatrons_ddp_grad_check_is_reworded_with_the_right_iteration():
     megatron = RuntimeError("Rank 3, node n1, device 0, iteration 0: Unexpected result nan "
                             "(message='found NaN in local grad norm for bucket #0 in backward "

@@ -177,8 +177,9 @@ def local_grad_norm(model: list) -> float:
     finiteness witness, not the model's grad norm."""
     squares = []
     for chunk in model:
-        buffers = list(getattr(chunk, "buffers", []) or []) + \
-            list(getattr(chunk, "expert_parallel_buffers", []) or [])
+        # megatron's DDP keeps its gradient buffers in lists (shadowing Module.buffers()).
+        buffers = [b for name in ("buffers", "expert_parallel_buffers")
+                   if isinstance(getattr(chunk, name, None), list) for b in getattr(chunk, name)]
         if buffers:
             grads = [buffer.grad_data for buffer in buffers]
         else:  # not wrapped in megatron's DDP
