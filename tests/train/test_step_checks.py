@@ -95,7 +95,7 @@ def test_the_skip_budget_is_spent_then_the_run_stops_and_says_so(monkeypatch):
     with pytest.raises(StepCheckError) as info:
         checks.inspect(5, [], {}, [])
     assert str(info.value).startswith("iteration 5: lm loss is inf on rank 0 ")
-    assert "2 such steps were skipped before (train.skip_nonfinite_steps=2)" in str(info.value)
+    assert str(info.value).endswith("; all 2 skips of train.skip_nonfinite_steps=2 are spent")
     assert list(checks.recent) == [2.0, 2.0]  # skipped steps never enter the spike reference
 
 
@@ -289,8 +289,7 @@ def test_a_spike_stops_the_run_and_nan_gradients_spend_the_skip_budget(tmp_path)
     assert " iteration 2: the gradients are not finite (local grad norm nan) on rank 0 " \
         in result["text"]
     assert result["error"].startswith("iteration 3: lm loss is nan on rank 0 ")
-    assert result["error"].endswith("1 such steps were skipped before "
-                                    "(train.skip_nonfinite_steps=1)")
+    assert result["error"].endswith("; all 1 skips of train.skip_nonfinite_steps=1 are spent")
 
 
 SCRIPT = textwrap.dedent("""

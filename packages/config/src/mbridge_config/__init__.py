@@ -34,8 +34,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CheckpointConfig", "CommOverlapConfig", "ConfigContainer", "ConfigError", "DataloaderConfig",
-    "DistributedDataParallelConfig", "DistributedInitConfig", "FaultToleranceConfig", "FinetuningDatasetConfig", "GPTDatasetConfig", "LoggerConfig",
-    "MixedPrecisionConfig", "MockGPTDatasetConfig", "ModelProviderProtocol", "OptimizerConfig", "PEFTProtocol",
-    "PackedSequenceSpecs", "ProfilingConfig", "RerunStateMachineConfig", "RNGConfig", "SchedulerConfig", "TokenizerConfig",
-    "TrainingConfig", "apply_overrides", "get_mixed_precision_config", "resolve_vocab_size",
+    "DistributedDataParallelConfig", "DistributedInitConfig", "FaultToleranceConfig",
+    "FinetuningDatasetConfig", "GPTDatasetConfig", "LoggerConfig", "MixedPrecisionConfig",
+    "MockGPTDatasetConfig", "ModelProviderProtocol", "OptimizerConfig", "PEFTProtocol",
+    "PackedSequenceSpecs", "ProfilingConfig", "RerunStateMachineConfig", "RNGConfig",
+    "SchedulerConfig", "TokenizerConfig", "TrainingConfig", "apply_overrides",
+    "get_mixed_precision_config", "resolve_vocab_size",
 ]

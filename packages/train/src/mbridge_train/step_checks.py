@@ -82,14 +82,14 @@ class StepChecks:
         fault = self.judge(step, table, _trained_name(reduced))
         if fault is None:
             losses = table[table[:, _HAS_LOSS] > 0, _REDUCED]
-            if len(losses):
+            if len(losses) and math.isfinite(losses[0]):  # NaN passes when only spikes count
                 self.recent.append(float(losses[0]))
             return None
         self.skipped += 1
         if self.skipped > self.allowed:
             if self.allowed:
-                note = (f"; {self.allowed} such steps were skipped before "
-                        f"(train.skip_nonfinite_steps={self.allowed})")
+                note = (f"; all {self.allowed} skips of train.skip_nonfinite_steps="
+                        f"{self.allowed} are spent")
             else:
                 note = "; train.skip_nonfinite_steps=N would skip up to N such steps"
             raise StepCheckError(f"{fault.message}: the run stops before applying the step"
@@ -124,7 +124,8 @@ class StepChecks:
             reduced = float(table[has_loss][0, _REDUCED])
             reference = statistics.median(self.recent)
             if reference > 0 and reduced > self.spike_factor * reference:
-                local = torch.where(has_loss, table[:, _LOSS], torch.full_like(table[:, 0], -math.inf))
+                local = torch.where(has_loss, table[:, _LOSS],
+                                    torch.full_like(table[:, 0], -math.inf))
                 rank = int(torch.argmax(local))
                 return Fault(step, f"iteration {step}: {name} {reduced:.6g} is a spike, above "
                                    f"rerun_state_machine.spiky_loss_factor {self.spike_factor:g} x "

@@ -4,13 +4,13 @@ A hung rank (a collective that never completes, a dead peer, a stuck data loader
 job forever. Each rank runs a background thread that the loop tells about its progress (step
 start and end, each evaluation and save). When there has been no progress for
 ``ft.hang_timeout_s`` seconds (``ft.initial_hang_timeout_s`` until the process's first step
-has finished: warm-up, compilation and the first batches take longer) or, with ``ft.calc_ft_timeouts``, a training step runs longer
-than ``ft.step_time_factor`` x the median of the previous step times (never less than
-``ft.min_step_timeout_s``), the thread writes one line saying why, then every thread's Python
-stack (faulthandler) to the process's stderr, and ends the process with HANG_EXIT_CODE through
-``os._exit``: no cleanup that a stuck collective could block. A restarting launcher
-(``torchrun --max-restarts=N``) then restarts the job, which resumes from its last complete
-checkpoint (``checkpoint.load``).
+has finished: warm-up, compilation and the first batches take longer) or, with
+``ft.calc_ft_timeouts``, a training step runs longer than ``ft.step_time_factor`` x the median
+of the previous step times (never less than ``ft.min_step_timeout_s``), the thread writes one
+line saying why, then every thread's Python stack (faulthandler) to the process's stderr, and
+ends the process with HANG_EXIT_CODE through ``os._exit``: no cleanup that a stuck collective
+could block. A restarting launcher (``torchrun --max-restarts=N``) then restarts the job,
+which resumes from its last complete checkpoint (``checkpoint.load``).
 """
 
 from __future__ import annotations
