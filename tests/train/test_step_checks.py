@@ -191,7 +191,7 @@ def _params(run) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in run.model[0].named_parameters()}
 
 
-def _stopped_run(rank, world, tmp, faults, train=None, rerun=None):
+def _stopped_run(rank, world, tmp, faults, train=None, rerun=None, ddp=None):
     """Train to 6 steps saving each one; returns the error, the weights when it stopped, the
     weights of every saved checkpoint and the console text."""
     import contextlib
@@ -204,6 +204,8 @@ def _stopped_run(rank, world, tmp, faults, train=None, rerun=None):
                           checkpoint=dict(save=tmp, save_interval=1))
     for name, value in (rerun or {}).items():
         setattr(cfg.rerun_state_machine, name, value)
+    for name, value in (ddp or {}).items():
+        setattr(cfg.ddp, name, value)
     run = setup(cfg)
     out = io.StringIO()
     try:
@@ -290,6 +292,17 @@ def test_a_spike_stops_the_run_and_nan_gradients_spend_the_skip_budget(tmp_path)
         in result["text"]
     assert result["error"].startswith("iteration 3: lm loss is nan on rank 0 ")
     assert result["error"].endswith("; all 1 skips of train.skip_nonfinite_steps=1 are spent")
+
+
+@pytest.mark.multiproc
+def test_megatrons_own_ddp_nan_check_ends_in_our_line_with_the_iteration(tmp_path):
+    (result,) = run_ranks(_stopped_run, 1, str(tmp_path), {2: ("nan", (0,))},
+                          ddp=dict(check_for_nan_in_grad=True))
+    assert result["error"] == (
+        "iteration 2: the gradients are not finite on rank 0: found NaN in local grad norm for "
+        "bucket #0 in backward pass before data-parallel communication collective (value nan; "
+        "ddp.check_for_nan_in_grad)")
+    assert result["step"] == 1 and _finite(result["stopped"])
 
 
 SCRIPT = textwrap.dedent("""
