@@ -162,12 +162,13 @@ def _local_row(reported: list, reduced: dict[str, float], model: list | None) ->
 def _local_loss(values: list) -> tuple[float, float]:
     """(what decides finiteness, this rank's value) of the trained loss over its micro-batches:
     for a TokenMean the token sum and sum / count (a rank may see no tokens: count 0 is fine)."""
-    if isinstance(values[0], TokenMean):
-        total = float(torch.stack([v.total.detach().double().cpu() for v in values]).sum())
-        count = float(torch.stack([v.count.detach().double().cpu() for v in values]).sum())
+    if isinstance(values[0], TokenMean):  # summed where they are: one copy to the host
+        pair = torch.stack([torch.stack([v.total.detach(), v.count.detach()]).double()
+                            for v in values]).sum(0).cpu()
+        total, count = float(pair[0]), float(pair[1])
         return total, total / count if count else total
-    mean = float(torch.stack([torch.as_tensor(v).detach().double().cpu().reshape(())
-                              for v in values]).mean())
+    mean = float(torch.stack([torch.as_tensor(v).detach().double().reshape(())
+                              for v in values]).mean().cpu())
     return mean, mean
 
 
