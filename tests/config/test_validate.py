@@ -10,6 +10,7 @@ from mbridge_config import (
     CommOverlapConfig,
     ConfigContainer,
     ConfigError,
+    FaultToleranceConfig,
     FinetuningDatasetConfig,
     GPTDatasetConfig,
     OptimizerConfig,
@@ -108,6 +109,20 @@ BREAKERS = [
     ("rule_packing", lambda cfg: _finetune(cfg, packed=True), "train.micro_batch_size"),
     ("rule_mixed_precision", _set("mixed_precision", "bf32_mixed"), "mixed_precision"),
     ("rule_logger", _set("logger.log_interval", 0), "logger.log_interval"),
+    ("rule_resilience", _set("train.skip_nonfinite_steps", -1), "train.skip_nonfinite_steps"),
+    ("rule_resilience", _set("rerun_state_machine.rerun_mode", "report_stats"),
+     "rerun_state_machine.rerun_mode"),
+    ("rule_resilience", _set("rerun_state_machine.error_injection_rate", 100),
+     "rerun_state_machine.error_injection_rate"),
+    ("rule_resilience", _both(_set("rerun_state_machine.check_for_spiky_loss", True),
+                              _set("rerun_state_machine.spiky_loss_factor", 1.0)),
+     "rerun_state_machine.spiky_loss_factor"),
+    ("rule_resilience", _set("ft", FaultToleranceConfig(simulate_fault=True)), "ft.simulate_fault"),
+    ("rule_resilience", _set("ft", FaultToleranceConfig(hang_timeout_s=0)), "ft.hang_timeout_s"),
+    ("rule_resilience", _set("ft", FaultToleranceConfig(initial_hang_timeout_s=-1)),
+     "ft.initial_hang_timeout_s"),
+    ("rule_resilience", _set("ft", FaultToleranceConfig(step_time_factor=1.0)),
+     "ft.step_time_factor"),
 ]
 
 

@@ -12,6 +12,9 @@ Faults for the plugin tests, set by environment:
                              for the exit signal: the test sends SIGTERM as a scheduler would
   MBRIDGE_TEST_CRASH_MARKER  right after the first checkpoint save, if that file does not exist,
                              create it and die (exit 3): a crash the launcher must restart from
+  MBRIDGE_TEST_HANG_MARKER   in step 3 on the last rank, if that file does not exist, create it
+                             and sleep (10 min) inside the step's collective: a hang the watchdog
+                             (ft.enable_ft_package) must end so that the launcher restarts
 """
 
 from __future__ import annotations
@@ -56,6 +59,9 @@ def _install_faults() -> None:
 
     ready, marker = os.environ.get("MBRIDGE_TEST_READY_FILE"), \
         os.environ.get("MBRIDGE_TEST_CRASH_MARKER")
+    hang = os.environ.get("MBRIDGE_TEST_HANG_MARKER")
+    if hang:
+        hang_in_step(3, hang)
     if ready:
         real_step = training.train_step
 
@@ -83,6 +89,37 @@ def _install_faults() -> None:
                 os._exit(3)
 
         training.save = save_then_crash
+
+
+def hang_in_step(step: int, marker: str | None = None, seconds: float = 600.0) -> None:
+    """On the last rank, make the all-gather of ``step`` (the step checks' one) sleep first,
+    unless ``marker`` already exists (then create it)."""
+    import time
+
+    import torch
+
+    from mbridge_train import training
+
+    real_step, real_gather = training.train_step, torch.distributed.all_gather
+    armed = []
+
+    def step_maybe_hanging(run, forward_step):
+        last = torch.distributed.get_rank() == torch.distributed.get_world_size() - 1
+        if last and run.state.train_state.step == step - 1 and not (
+                marker and os.path.exists(marker)):
+            if marker:
+                open(marker, "w").close()
+            armed.append(True)
+        return real_step(run, forward_step)
+
+    def sleepy_gather(*args, **kwargs):
+        if armed:
+            armed.clear()
+            time.sleep(seconds)
+        return real_gather(*args, **kwargs)
+
+    training.train_step = step_maybe_hanging
+    torch.distributed.all_gather = sleepy_gather
 
 
 def train_losses(history: list[dict]) -> list[float]:

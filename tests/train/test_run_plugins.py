@@ -117,7 +117,10 @@ def test_fault_tolerance_plugin_restarts_through_the_launcher():
     if isinstance(executor.launcher, run.Torchrun):  # no nvidia-resiliency-ext here
         assert executor.env_vars["PET_MAX_RESTARTS"] == "2"
     assert executor.retries == 1
-    assert _config_after(args).dist.distributed_timeout_minutes == 2  # 90 s, rounded up
+    after = _config_after(args)
+    assert after.dist.distributed_timeout_minutes == 2  # 90 s, rounded up
+    assert (after.ft.enable_ft_package, after.ft.calc_ft_timeouts, after.ft.hang_timeout_s,
+            after.ft.initial_hang_timeout_s) == (True, True, 90.0, 1800.0)  # instead of NVRx
     slurm = run.SlurmExecutor(account="a", tunnel=run.LocalTunnel(job_dir="/tmp"))
     plugins.FaultTolerancePlugin(num_in_job_restarts=4).setup(_task(), slurm)
     assert isinstance(slurm.launcher, run.FaultTolerance) and slurm.launcher.max_restarts == 4

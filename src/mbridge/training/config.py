@@ -8,6 +8,7 @@ from mbridge_config import (
     DataloaderConfig,
     DistributedDataParallelConfig,
     DistributedInitConfig,
+    FaultToleranceConfig,
     FinetuningDatasetConfig,
     GPTDatasetConfig,
     LoggerConfig,
@@ -16,6 +17,7 @@ from mbridge_config import (
     OptimizerConfig,
     PackedSequenceSpecs,
     ProfilingConfig,
+    RerunStateMachineConfig,
     RNGConfig,
     SchedulerConfig,
     TokenizerConfig,
@@ -24,8 +26,8 @@ from mbridge_config import (
 
 __all__ = [
     "CheckpointConfig", "ConfigContainer", "DataloaderConfig", "DistributedDataParallelConfig",
-    "DistributedInitConfig", "FinetuningDatasetConfig", "GPTDatasetConfig", "LoggerConfig",
+    "DistributedInitConfig", "FaultToleranceConfig", "FinetuningDatasetConfig", "GPTDatasetConfig", "LoggerConfig",
     "MixedPrecisionConfig", "MockGPTDatasetConfig", "OptimizerConfig", "PackedSequenceSpecs",
-    "ProfilingConfig", "RNGConfig", "SchedulerConfig",
+    "ProfilingConfig", "RerunStateMachineConfig", "RNGConfig", "SchedulerConfig",
     "TokenizerConfig", "TrainingConfig",
 ]

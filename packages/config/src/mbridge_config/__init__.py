@@ -23,8 +23,10 @@ from mbridge_config.protocols import ModelProviderProtocol, PEFTProtocol
 from mbridge_config.training import (
     CheckpointConfig,
     DistributedInitConfig,
+    FaultToleranceConfig,
     LoggerConfig,
     ProfilingConfig,
+    RerunStateMachineConfig,
     RNGConfig,
     SchedulerConfig,
     TokenizerConfig,
@@ -36,8 +38,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CheckpointConfig", "CommOverlapConfig", "ConfigContainer", "ConfigError", "DataloaderConfig",
-    "DistributedDataParallelConfig", "DistributedInitConfig", "FinetuningDatasetConfig", "GPTDatasetConfig", "LoggerConfig",
-    "MixedPrecisionConfig", "MockGPTDatasetConfig", "ModelProviderProtocol", "OptimizerConfig", "PEFTProtocol",
-    "PackedSequenceSpecs", "ProfilingConfig", "RNGConfig", "SchedulerConfig", "TokenizerConfig",
-    "TrainingConfig", "apply_overrides", "get_mixed_precision_config", "resolve_vocab_size",
+    "DistributedDataParallelConfig", "DistributedInitConfig", "FaultToleranceConfig",
+    "FinetuningDatasetConfig", "GPTDatasetConfig", "LoggerConfig", "MixedPrecisionConfig",
+    "MockGPTDatasetConfig", "ModelProviderProtocol", "OptimizerConfig", "PEFTProtocol",
+    "PackedSequenceSpecs", "ProfilingConfig", "RerunStateMachineConfig", "RNGConfig",
+    "SchedulerConfig", "TokenizerConfig", "TrainingConfig", "apply_overrides",
+    "get_mixed_precision_config", "resolve_vocab_size",
 ]

@@ -25,8 +25,10 @@ from mbridge_config.vocab import resolve_vocab_size
 from mbridge_config.training import (
     CheckpointConfig,
     DistributedInitConfig,
+    FaultToleranceConfig,
     LoggerConfig,
     ProfilingConfig,
+    RerunStateMachineConfig,
     RNGConfig,
     SchedulerConfig,
     TokenizerConfig,
@@ -58,6 +60,8 @@ class ConfigContainer:
     peft: PEFTProtocol | None = None
     comm_overlap: CommOverlapConfig | None = None
     mixed_precision: MixedPrecisionConfig | str | None = None
+    rerun_state_machine: RerunStateMachineConfig = field(default_factory=RerunStateMachineConfig)
+    ft: FaultToleranceConfig | None = None
 
     # ------------------------------------------------------------------ setting up
 
@@ -360,10 +364,39 @@ def rule_logger(cfg: ConfigContainer, world_size: int) -> Problems:
     return []
 
 
+def rule_resilience(cfg: ConfigContainer, world_size: int) -> Problems:
+    """What mbridge's step checks and hang watchdog implement of Megatron Bridge's fields."""
+    rerun, ft, problems = cfg.rerun_state_machine, cfg.ft, []
+    if cfg.train.skip_nonfinite_steps < 0:
+        problems.append(("train.skip_nonfinite_steps",
+                         f"must be 0 or positive, got {cfg.train.skip_nonfinite_steps}"))
+    if rerun.rerun_mode not in ("disabled", "validate_results"):
+        problems.append(("rerun_state_machine.rerun_mode",
+                         f"'{rerun.rerun_mode}' is not supported: mbridge checks each step and "
+                         "stops or skips, it does not re-run steps ('disabled' or "
+                         "'validate_results')"))
+    if rerun.error_injection_rate:
+        problems.append(("rerun_state_machine.error_injection_rate",
+                         "error injection is not supported; leave it 0"))
+    if rerun.check_for_spiky_loss and not rerun.spiky_loss_factor > 1:
+        problems.append(("rerun_state_machine.spiky_loss_factor",
+                         f"must be above 1, got {rerun.spiky_loss_factor}"))
+    if ft is not None:
+        if ft.simulate_fault:
+            problems.append(("ft.simulate_fault", "fault simulation (NVRx) is not supported"))
+        for name in ("hang_timeout_s", "initial_hang_timeout_s", "min_step_timeout_s"):
+            if not getattr(ft, name) > 0:
+                problems.append((f"ft.{name}", f"must be positive, got {getattr(ft, name)}"))
+        if not ft.step_time_factor > 1:
+            problems.append(("ft.step_time_factor",
+                             f"must be above 1, got {ft.step_time_factor}"))
+    return problems
+
+
 RULES: list[Callable[[ConfigContainer, int], Problems]] = [
     rule_batch_sizes, rule_train_length, rule_peft_needs_pretrained, rule_checkpoint,
     rule_sequence_length, rule_vocab_size, rule_tokenizer_files, rule_scheduler, rule_profiling,
-    rule_blend, rule_packing, rule_mixed_precision, rule_logger,
+    rule_blend, rule_packing, rule_mixed_precision, rule_logger, rule_resilience,
 ]
 
 

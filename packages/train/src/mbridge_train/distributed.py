@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import os
 import socket
 
 import torch
@@ -33,8 +34,22 @@ def initialize_distributed(dist_config=None, launch: LaunchEnv | None = None) ->
         if not on_cpu:
             torch.cuda.set_device(launch.local_rank)
         torch.distributed.init_process_group(
-            backend, rank=launch.rank, world_size=launch.world_size, timeout=timeout)
+            backend, rank=launch.rank, world_size=launch.world_size, timeout=timeout,
+            store=_attempt_store(launch, timeout))
     return runtime.training_device()
+
+
+def _attempt_store(launch: LaunchEnv, timeout: datetime.timedelta):
+    """Under torchrun, the store with a key prefix of this attempt (``TORCHELASTIC_RESTART_COUNT``);
+    None elsewhere (torch's env:// start). A restarted job (``--max-restarts``) reuses its
+    agent's store, where the previous attempt's keys remain: without the prefix the new ranks
+    read the dead ranks' addresses and the gloo (or NCCL) start fails."""
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+    if attempt is None:
+        return None
+    store, _, _ = next(torch.distributed.rendezvous(
+        "env://", rank=launch.rank, world_size=launch.world_size, timeout=timeout))
+    return torch.distributed.PrefixStore(f"mbridge/attempt_{attempt}/", store)
 
 
 def world_size() -> int:

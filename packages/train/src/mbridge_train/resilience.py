@@ -41,12 +41,12 @@ def any_rank(flag: bool) -> bool:
     """True on every rank when ``flag`` is True on any rank."""
     if not torch.distributed.is_initialized() or torch.distributed.get_world_size() == 1:
         return flag
-    value = torch.tensor([int(flag)], dtype=torch.int32, device=_collective_device(None))
+    value = torch.tensor([int(flag)], dtype=torch.int32, device=collective_device(None))
     torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
     return bool(value.item())
 
 
-def _collective_device(group) -> torch.device:
+def collective_device(group) -> torch.device:
     if torch.distributed.get_backend(group) == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
@@ -77,7 +77,7 @@ def check_weight_hashes(model: list, step: int) -> None:
     for entries, group in groups:
         if torch.distributed.get_world_size(group) == 1:
             continue
-        local = torch.stack([digest for _, _, digest in entries]).to(_collective_device(group))
+        local = torch.stack([digest for _, _, digest in entries]).to(collective_device(group))
         gathered = [torch.empty_like(local) for _ in range(torch.distributed.get_world_size(group))]
         torch.distributed.all_gather(gathered, local, group=group)
         gathered = [g.cpu() for g in gathered]

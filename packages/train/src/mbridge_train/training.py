@@ -25,6 +25,8 @@ from mbridge_train.optim import build_optimizer, build_scheduler
 from mbridge_train.reporting import Reporter
 from mbridge_train.resilience import ExitSignal, any_rank, check_weight_hashes
 from mbridge_train.state import GlobalState
+from mbridge_train.step_checks import StepChecks, ddp_grad_check_error
+from mbridge_train.watchdog import HangWatchdog
 
 
 @dataclass
@@ -47,6 +49,8 @@ class Run:
     hooks: dict[str, Any] = field(default_factory=dict)
     """Model-config attributes megatron's schedule reads during a call (grad_scale_func, timers,
     ...), set only for the duration of each call (``_scheduled``)."""
+    checks: StepChecks | None = None
+    """The ``rerun_state_machine`` checks every training step passes before it is applied."""
 
 
 def setup(cfg, *, training_mode: str = "pretrain") -> Run:
@@ -99,8 +103,10 @@ def setup(cfg, *, training_mode: str = "pretrain") -> Run:
     iterators = data_setup.build_iterators(
         cfg, datasets, state.train_state, ps.get_data_parallel_rank(), dp_size,
         model_chunks=len(model))
+    # With a loss scaler megatron's optimizer skips steps with non-finite gradients itself.
+    checks = StepChecks(cfg, loss_scaled=bool(cfg.optimizer.fp16 or cfg.optimizer.loss_scale))
     return Run(state, model, optimizer, scheduler, *iterators, world_size=world_size,
-               hooks=hooks)
+               hooks=hooks, checks=checks)
 
 
 def _seed(seed: int) -> None:
@@ -168,26 +174,47 @@ def num_microbatches() -> int:
 
 
 def train_step(run: Run, forward_step: Callable) -> tuple[dict[str, float], float | None, bool]:
-    """One optimizer step over a global batch: (reduced losses, grad norm, skipped?)."""
+    """One optimizer step over a global batch: (reduced losses, grad norm, skipped?).
+
+    The step checks (``run.checks``) see the losses and gradients between the schedule and the
+    optimizer: a failing step is never applied (StepCheckError, or skipped with its gradients
+    dropped and neither optimizer nor scheduler stepped)."""
     from megatron.core import parallel_state as ps
 
     cfg = run.state.cfg
-    for chunk in run.model:
-        chunk.zero_grad_buffer()
-    run.optimizer.zero_grad()
+    step = run.state.train_state.step + 1  # the step being computed, as the console counts
+    _zero_grads(run)
     with _scheduled(run) as schedule:
-        reported = schedule(
-            forward_step_func=forward_step, data_iterator=run.train_iterator, model=run.model,
-            num_microbatches=num_microbatches(), seq_length=_seq_length(cfg),
-            micro_batch_size=cfg.train.micro_batch_size, forward_only=False)
+        try:
+            reported = schedule(
+                forward_step_func=forward_step, data_iterator=run.train_iterator,
+                model=run.model, num_microbatches=num_microbatches(),
+                seq_length=_seq_length(cfg), micro_batch_size=cfg.train.micro_batch_size,
+                forward_only=False)
+        except RuntimeError as error:
+            ours = ddp_grad_check_error(error, step)
+            if ours is None:
+                raise
+            raise ours from None
+    losses = {}
+    if ps.is_pipeline_last_stage(ignore_virtual=True):
+        losses = reduce_reported(reported, ps.get_data_parallel_group(with_context_parallel=True))
+    if run.checks is not None:
+        run.checks.fault = run.checks.inspect(step, reported, losses, run.model)
+        if run.checks.fault is not None:
+            _zero_grads(run)
+            return losses, None, True
     with profiling.region(run.state, "optimizer"):
         updated, grad_norm, _ = run.optimizer.step()
     if updated:
         run.scheduler.step(increment=cfg.train.global_batch_size)
-    losses = {}
-    if ps.is_pipeline_last_stage(ignore_virtual=True):
-        losses = reduce_reported(reported, ps.get_data_parallel_group(with_context_parallel=True))
     return losses, None if grad_norm is None else float(grad_norm), not updated
+
+
+def _zero_grads(run: Run) -> None:
+    for chunk in run.model:
+        chunk.zero_grad_buffer()
+    run.optimizer.zero_grad()
 
 
 def _seq_length(cfg) -> int:
@@ -272,16 +299,23 @@ def train(run: Run, forward_step_func: Callable) -> Run:
     exit_signal = ExitSignal(cfg.train)
     state.signal_handler = exit_signal.handler
     hash_interval = cfg.train.check_weight_hash_across_dp_replicas_interval
+    watchdog = HangWatchdog.from_config(cfg.ft, torch.distributed.get_rank())
     started = time.time()
     saved_at, by_signal = None, False
     try:
         while progress.step < (cfg.train.train_iters or 0):
             profiler.before_step(progress.step)
+            watchdog.step_started(progress.step + 1)
             began = time.perf_counter()
             losses, grad_norm, skipped = train_step(run, forward_step)
             step_time = time.perf_counter() - began
+            watchdog.step_finished(step_time)
             progress.step += 1
             step = progress.step
+            fault = run.checks.fault if run.checks is not None else None
+            if fault is not None:
+                reporter.print(f" {fault.message}: step skipped ({run.checks.skipped} of "
+                               f"train.skip_nonfinite_steps={run.checks.allowed})")
             progress.consumed_train_samples += cfg.train.global_batch_size
             progress.skipped_train_samples += cfg.train.global_batch_size if skipped else 0
             profiler.after_step(step)
@@ -296,9 +330,11 @@ def train(run: Run, forward_step_func: Callable) -> Run:
                 with collector.evaluation():
                     results = evaluate(run, forward_step, run.valid_iterator)
                 _log_evaluation(run, reporter, "validation", results)
+                watchdog.progress()
             if _should_save(cfg, step):
                 save(run)
                 saved_at = step
+                watchdog.progress()
             if exit_signal.received():
                 reporter.print(f" {exit_signal.signal.name} received: stopping after step {step}"
                                + (", saving a checkpoint" if cfg.checkpoint.save else ""))
@@ -309,6 +345,7 @@ def train(run: Run, forward_step_func: Callable) -> Run:
         profiler.close(progress.step)
         if cfg.checkpoint.save and progress.step > first_step and saved_at != progress.step:
             save(run)
+            watchdog.progress()
         if not by_signal and run.test_iterator is not None and \
                 getattr(cfg.dataset, "do_test", True):
             with collector.evaluation():
@@ -321,6 +358,7 @@ def train(run: Run, forward_step_func: Callable) -> Run:
         async_saves.abort()
         raise
     finally:
+        watchdog.stop()
         profiler.close(progress.step)
         exit_signal.release()
         state.signal_handler = None

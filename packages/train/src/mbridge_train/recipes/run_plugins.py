@@ -16,11 +16,14 @@ saying so.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
 from dataclasses import dataclass
 from typing import Callable
+
+from mbridge_config.serialization import field_types, single_dataclass
 
 try:
     import nemo_run as run
@@ -70,11 +73,30 @@ def _apply(plugin, task, script_args, converter: Callable, fields: dict) -> None
         *sections, name = path.split(".")
         target = config
         for section in sections:
-            target = getattr(target, section)
+            parent, target = target, getattr(target, section)
+            if target is None:  # an optional sub-config (ft): create it with its defaults
+                target = _default_section(parent, section)
             if target is None:
                 raise ValueError(f"{type(plugin).__name__}: config.{section} is None; set it "
                                  f"before adding the plugin (needed for {path})")
         setattr(target, name, value)
+
+
+def _default_section(parent, section: str):
+    """A None sub-config of a ConfigContainer (or of its ``run.Config``) set to its type's
+    defaults (a ``run.Config`` of it under a ``run.Config``); None when the field's type names
+    no single dataclass."""
+    owner = getattr(parent, "__fn_or_cls__", None)  # a run.Config (fiddle) holds its class
+    fiddled = owner is not None
+    owner = owner if fiddled else type(parent)
+    if not dataclasses.is_dataclass(owner):
+        return None
+    kind = single_dataclass(field_types(owner).get(section))
+    if kind is None:
+        return None
+    value = run.Config(kind) if fiddled else kind()
+    setattr(parent, section, value)
+    return value
 
 
 # ----------------------------------------------------------------------------- preemption
@@ -124,12 +146,19 @@ class FaultTolerancePluginScriptArgs:
     enable_ft_package: bool
     calc_ft_timeouts: bool
     rank_heartbeat_timeout: int
+    initial_rank_heartbeat_timeout: int = 1800
 
 
 def _fault_tolerance_fields(args: FaultTolerancePluginScriptArgs) -> dict:
     # A rank that stops answering collectives for longer than the heartbeat timeout fails
-    # (instead of hanging forever), which is what lets the launcher restart the job.
-    return {"dist.distributed_timeout_minutes": max(1, -(-args.rank_heartbeat_timeout // 60))}
+    # (instead of hanging forever), which is what lets the launcher restart the job; the hang
+    # watchdog (ft.*) ends a rank that makes no progress for that long, wherever it is stuck.
+    fields = {"dist.distributed_timeout_minutes": max(1, -(-args.rank_heartbeat_timeout // 60))}
+    if args.enable_ft_package:
+        fields.update({"ft.enable_ft_package": True, "ft.calc_ft_timeouts": args.calc_ft_timeouts,
+                       "ft.hang_timeout_s": float(args.rank_heartbeat_timeout),
+                       "ft.initial_hang_timeout_s": float(args.initial_rank_heartbeat_timeout)})
+    return fields
 
 
 def _default_fault_tolerance_converter(args: FaultTolerancePluginScriptArgs) -> list[str]:
@@ -151,8 +180,12 @@ class FaultTolerancePlugin(Plugin):
     otherwise torchrun with ``--max-restarts=num_in_job_restarts`` (``PET_MAX_RESTARTS``). Either
     way ``executor.retries = num_job_retries_on_failure`` and the script's collective timeout
     (``dist.distributed_timeout_minutes``) becomes ``rank_heartbeat_timeout`` rounded up to
-    minutes, so a hung collective fails the rank instead of blocking the job. mbridge has no
-    in-process FT client: ``calc_ft_timeouts`` is accepted for Bridge compatibility only."""
+    minutes, so a hung collective fails the rank instead of blocking the job. With
+    ``enable_ft_package`` the script also runs mbridge's hang watchdog in place of NVRx's client
+    (``ft.enable_ft_package``, ``ft.calc_ft_timeouts``; ``ft.hang_timeout_s`` and
+    ``ft.initial_hang_timeout_s`` from ``rank_heartbeat_timeout`` and
+    ``initial_rank_heartbeat_timeout``): a rank without progress for that long dumps its stacks
+    and exits, for the launcher to restart."""
 
     enable_ft_package: bool = True
     calc_ft_timeouts: bool = True
@@ -174,7 +207,8 @@ class FaultTolerancePlugin(Plugin):
             executor.env_vars["PET_MAX_RESTARTS"] = str(self.num_in_job_restarts)
         executor.retries = self.num_job_retries_on_failure
         args = FaultTolerancePluginScriptArgs(self.enable_ft_package, self.calc_ft_timeouts,
-                                              self.rank_heartbeat_timeout)
+                                              self.rank_heartbeat_timeout,
+                                              self.initial_rank_heartbeat_timeout)
         _apply(self, task, args, _default_fault_tolerance_converter,
                _fault_tolerance_fields(args))
 
