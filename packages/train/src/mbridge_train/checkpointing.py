@@ -495,7 +495,11 @@ def load_checkpoint(state, model: list, optimizer, scheduler, directory: str | N
         with torch.no_grad():  # fp32 main params can be views of the model's leaf params
             optimizer.load_state_dict(loaded["optimizer"])
         _restore_steps(optimizer)
-        scheduler.load_state_dict(loaded["opt_param_scheduler"])
+        from mbridge_train.optim import reconcile_scheduler
+
+        scheduler.load_state_dict(reconcile_scheduler(cfg, scheduler,
+                                                      loaded["opt_param_scheduler"], say=_say,
+                                                      saved_progress=loaded.get("train_state")))
     else:  # main (fp32) copies of the parameters must follow the loaded weights
         optimizer.reload_model_params()
     if resume:
