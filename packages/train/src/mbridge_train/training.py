@@ -357,7 +357,8 @@ def _write_loss_curve(run: Run, reporter: Reporter) -> None:
     path = loss_curve.destination(run.state.cfg)
     if path is None or not reporter.train_curve:
         return
-    loss_curve.write_loss_curve(path, reporter.train_curve, run.history)
+    loss_curve.write_loss_curve(path, reporter.train_curve,
+                                reporter.earlier_evaluations + run.history)
     reporter.print(f" loss curve: {path}")
 
 
