@@ -1,7 +1,7 @@
 """Checkpoints on CPU ranks: resume is exact (1 rank, DP=2 with the distributed optimizer, TP=2,
 PP=2), an unfinished save is never loaded, most_recent_k prunes, a fine-tune starts from the
 pretrained weights (LoRA: base loaded, adapters fresh, adapter-only checkpoints that resume),
-and bad input gets one line naming the file or field.
+and bad input gets one line naming the file or field (tests/train/test_bad_inputs.py).
 
 Exactness: every run is fp32 on the CPU with dropout off, and a resumed run repeats the very same
 operations in the same order on the same data, so losses and weights are compared for equality.
@@ -342,80 +342,3 @@ def test_lora_finetune_loads_the_base_saves_adapters_only_and_resumes_exactly(tm
     total = sum(math.prod(shape) for shape in saved.values())
     assert total == 4 * trainable
     _assert_same(result)
-
-
-# ----------------------------------------------------------------------------- bad input
-
-
-def _bad_inputs(rank, world, tmp):
-    """Each bad case through setup(): (error type, message, raised by mbridge itself, chained)."""
-    import traceback
-
-    from mbridge_train.training import setup, teardown
-
-    good = tmp / "good"
-    _pretrain(_config(good, train_iters=2))
-    (tmp / "empty").mkdir()
-    for name, text in [("dangling", "7\n"), ("corrupt", "seven\n")]:
-        (tmp / name).mkdir()
-        (tmp / name / ck.TRACKER).write_text(text)
-    wider = llama_like(vocab_size=None, seq_length=32, ffn_hidden_size=128)
-    cases = {
-        "missing": dict(load=str(tmp / "nowhere"), exit_on_missing_checkpoint=True),
-        "empty": dict(load=str(tmp / "empty"), exit_on_missing_checkpoint=True),
-        "dangling": dict(load=str(tmp / "dangling")),
-        "corrupt": dict(load=str(tmp / "corrupt")),
-        "architecture": dict(load=str(good), model=wider),
-        "ckpt_step": dict(load=str(good), ckpt_step=5),
-        "async": dict(async_save=True),
-        "format": dict(ckpt_format="torch"),
-        "local": dict(non_persistent_ckpt_type="local"),
-        "pretrained": dict(pretrained=str(tmp / "nothing_here")),
-        "peft_full": dict(load=str(good), pretrained=str(good), peft=_lora()),
-        "fresh_start": dict(load=str(tmp / "nowhere")),  # the control: no error, step 0
-    }
-    results = {}
-    for name, fields in cases.items():
-        try:
-            run = setup(_config(**fields), training_mode="finetune")
-            results[name] = ("ok", run.state.train_state.step, True, False)
-        except Exception as error:  # noqa: BLE001
-            origin = traceback.extract_tb(error.__traceback__)[-1].filename
-            chained = error.__cause__ is not None or (
-                error.__context__ is not None and not error.__suppress_context__)
-            results[name] = (type(error).__name__, str(error),
-                             origin.endswith(("checkpointing.py", "errors.py", "container.py")), chained)
-        teardown()
-    return results
-
-
-def test_bad_input_gets_one_line_naming_the_file_or_field(tmp_path):
-    ((results,),) = [run_ranks(_bad_inputs, 1, tmp_path)]
-    good_iter = str(tmp_path / "good" / "iter_0000002")
-    expected = {
-        "missing": ("CheckpointError", [str(tmp_path / "nowhere"), "does not exist",
-                                        "exit_on_missing_checkpoint"]),
-        "empty": ("CheckpointError", [str(tmp_path / "empty"), ck.TRACKER]),
-        "dangling": ("CheckpointError", [str(tmp_path / "dangling" / "iter_0000007"),
-                                         "is missing", str(tmp_path / "dangling" / ck.TRACKER)]),
-        "corrupt": ("CheckpointError", [str(tmp_path / "corrupt" / ck.TRACKER),
-                                        "corrupt tracker", "'seven'"]),
-        "architecture": ("CheckpointError", [good_iter, "linear_fc1.weight", "(2, 192, 64)",
-                                             "(2, 256, 64)", "different architecture"]),
-        "ckpt_step": ("CheckpointError", [str(tmp_path / "good" / "iter_0000005"),
-                                          "checkpoint.ckpt_step=5"]),
-        "async": ("ConfigError", ["checkpoint.async_save: True is not supported"]),
-        "format": ("ConfigError", ["checkpoint.ckpt_format: 'torch' is not supported"]),
-        "local": ("ConfigError", ["checkpoint.non_persistent_ckpt_type: 'local'"]),
-        "pretrained": ("CheckpointError", [str(tmp_path / "nothing_here"),
-                                           "checkpoint.pretrained_checkpoint"]),
-        "peft_full": ("CheckpointError", [good_iter, "holds a full model", "cfg.peft"]),
-    }
-    assert results.pop("fresh_start") == ("ok", 0, True, False)
-    assert results.keys() == expected.keys()
-    for name, (kind, parts) in expected.items():
-        got_kind, message, ours, chained = results[name]
-        assert (got_kind, "\n" in message, ours, chained) == (kind, False, True, False), \
-            (name, results[name])
-        for part in parts:
-            assert part in message, (name, part, message)

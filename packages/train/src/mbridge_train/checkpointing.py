@@ -492,14 +492,17 @@ def load_checkpoint(state, model: list, optimizer, scheduler, directory: str | N
     _load_model(model, loaded, request, lenient=ckpt.dist_ckpt_strictness in _LENIENT,
                 where=directory)
     if with_optim:
+        from mbridge_train.optim import align_param_groups, reconcile_scheduler
+
+        # The schedule first: a changed learning rate is one line, not a KeyError inside
+        # megatron's optimizer (it pairs parameter groups by their rates).
+        schedule = reconcile_scheduler(cfg, scheduler, loaded["opt_param_scheduler"], say=_say,
+                                       saved_progress=loaded.get("train_state"))
+        align_param_groups(cfg, optimizer, loaded["optimizer"])
         with torch.no_grad():  # fp32 main params can be views of the model's leaf params
             optimizer.load_state_dict(loaded["optimizer"])
         _restore_steps(optimizer)
-        from mbridge_train.optim import reconcile_scheduler
-
-        scheduler.load_state_dict(reconcile_scheduler(cfg, scheduler,
-                                                      loaded["opt_param_scheduler"], say=_say,
-                                                      saved_progress=loaded.get("train_state")))
+        scheduler.load_state_dict(schedule)
     else:  # main (fp32) copies of the parameters must follow the loaded weights
         optimizer.reload_model_params()
     if resume:

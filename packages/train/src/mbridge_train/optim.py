@@ -99,6 +99,50 @@ def reconcile_scheduler(cfg, scheduler, saved: dict, say=print,
                       "checkpoint's", field="scheduler")
 
 
+_GROUP_RATES = ("max_lr", "min_lr")
+
+
+def align_param_groups(cfg, optimizer, saved_optimizer: dict) -> None:
+    """megatron's optimizer pairs saved and current parameter groups by their settings,
+    learning rates included, so a changed ``optimizer.lr`` fails as a KeyError inside it. When
+    the user chose a side (``override_opt_param_scheduler``: this run's rates,
+    ``use_checkpoint_opt_param_scheduler``: the checkpoint's), pair the groups without the rates
+    and give both sides the chosen ones. Otherwise reconcile_scheduler has refused already."""
+    from megatron.core.optimizer.optimizer import param_group_identifier_keys as keys
+
+    sched = cfg.scheduler
+    if not (sched.override_opt_param_scheduler or sched.use_checkpoint_opt_param_scheduler):
+        return
+    kept = [i for i, k in enumerate(keys) if k not in _GROUP_RATES]
+
+    def identity(group):
+        return tuple(group.get(keys[i], group.get(f"pre_{keys[i]}")) for i in kept)
+
+    current = {identity(g): g for g in optimizer.param_groups}
+    for saved in _saved_groups(saved_optimizer):
+        mine = current.get(identity(saved))
+        if mine is None:
+            continue
+        for rate in _GROUP_RATES:
+            if sched.override_opt_param_scheduler:
+                saved[rate] = mine.get(rate)
+            else:
+                mine[rate] = saved.get(rate)
+
+
+def _saved_groups(state):
+    if isinstance(state, dict):
+        groups = state.get("param_groups")
+        if isinstance(groups, list):
+            yield from (g for g in groups if isinstance(g, dict))
+        for value in state.values():
+            if isinstance(value, (dict, list)):
+                yield from _saved_groups(value)
+    elif isinstance(state, list):
+        for value in state:
+            yield from _saved_groups(value)
+
+
 def distributed_fused_adam_with_cosine_annealing(
     precision: str = "bf16-mixed",
     lr_warmup_iters: int = 2000,
