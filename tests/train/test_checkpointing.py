@@ -229,6 +229,37 @@ def test_expired_keeps_the_k_newest_finished(iterations, data, keep):
     assert ck.expired(sorted(iterations), tracked, -1) == []
 
 
+@given(st.sets(st.integers(0, 60), min_size=1), st.data(), st.integers(1, 8))
+def test_most_recent_k_never_deletes_the_only_complete_checkpoint(iterations, data, keep):
+    """Unfinished folders (no manifest) do not count towards keep, and go once older ones do."""
+    ordered = sorted(iterations)
+    tracked = data.draw(st.sampled_from(ordered))
+    complete = data.draw(st.sets(st.sampled_from(ordered))) | {tracked}
+    gone = ck.expired(ordered, tracked, keep, complete)
+    whole = sorted(i for i in complete if i <= tracked)
+    assert sorted(set(whole) - set(gone)) == whole[-keep:]  # the keep newest complete stay
+    assert tracked not in gone and all(i <= tracked for i in gone)
+    assert set(ordered) - set(gone) >= {i for i in ordered if i > tracked}
+
+
+def test_only_leftovers_of_killed_saves_are_removed(tmp_path):
+    from mbridge_train import checksums
+
+    root = tmp_path
+    for iteration in (1, 2, 3):
+        (root / f"iter_000000{iteration}").mkdir()
+        (root / f"iter_000000{iteration}" / "__0_0.distcp").write_bytes(b"x")
+    ck.write_tracker(str(root), 2)
+    leftovers = [root / f".{ck.TRACKER}.k9x2", root / "iter_0000002" / f".{checksums.MANIFEST}.q1"]
+    kept = [root / f"{ck.TRACKER}.bak", root / "notes.txt", root / "iter_0000002" / ".keep"]
+    for path in leftovers + kept:
+        path.write_text("x")
+    removed = ck.remove_leftovers(str(root))
+    assert sorted(removed) == sorted(map(str, leftovers + [root / "iter_0000003"]))
+    assert all(p.exists() for p in kept) and ck.saved_iterations(str(root)) == [1, 2]
+    assert ck.read_tracker(str(root)) == 2
+
+
 @given(st.integers(0, 10**9))
 def test_tracker_round_trip(iteration):
     import tempfile

@@ -7,12 +7,13 @@ wrong with the inputs is checked here first, so the user sees one line naming th
 file instead of an assertion from inside megatron-core.
 
 The document/sample/shuffle index files go to ``<path_to_cache>/data-<digest>`` (default
-``path_to_cache``: a ``cache`` folder beside the first dataset) and are reused by later runs;
-the digest is the data files' identity (size + mtime_ns of every .bin/.idx, ``indexed.identity``),
-so a dataset preprocessed again to the same prefix gets fresh indices instead of stale ones
-(megatron-core keys its cache by path only: an IndexError deep inside it). Token ids the model
-has no embedding row for are refused first (``vocab_size``), one line naming the file. When torch.distributed is initialised,
-megatron-core builds them on rank 0 first and the other ranks then load them.
+``path_to_cache``: a ``cache`` folder beside the first dataset) and are reused by later runs.
+The digest is the data files' identity (size + mtime_ns of every .bin/.idx,
+``indexed.identity``): a dataset preprocessed again to the same prefix gets fresh indices, not
+stale ones (megatron-core keys its cache by path only, and failed with an IndexError deep
+inside). Token ids the model has no embedding row for are refused first (``vocab_size``), one
+line naming the file. When torch.distributed is initialised, megatron-core builds the indices
+on rank 0 first and the other ranks then load them.
 """
 
 from __future__ import annotations
