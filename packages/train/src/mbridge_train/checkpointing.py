@@ -346,18 +346,24 @@ def write_checksums(directory: str) -> checksums.HashCost:
 def _prepare_folder(root: str, directory: str, iteration: int) -> None:
     """Rank 0 clears an unfinished earlier save of this iteration; the tracker never names a
     folder while it is rewritten, and a complete save no tracker names is never replaced."""
+    refused = None
     if _rank() == 0:
         os.makedirs(root, exist_ok=True)
         tracked = read_tracker(root)
-        if tracked == iteration:
-            os.remove(os.path.join(root, TRACKER))
-        if os.path.isdir(directory):
-            if tracked is None and checksums.is_complete(directory) and _verifies(directory):
-                raise CheckpointError(f"{directory}: a complete checkpoint that {TRACKER} does "
-                                      "not name; this save would overwrite it (move it away, or "
-                                      "resume from it with checkpoint.load)")
-            shutil.rmtree(directory)
-        os.makedirs(directory)
+        if os.path.isdir(directory) and tracked is None and checksums.is_complete(directory) \
+                and _verifies(directory):
+            refused = (f"{directory}: a complete checkpoint that {TRACKER} does not name; this "
+                       "save would overwrite it (move it away, or resume from it with "
+                       "checkpoint.load)")
+        else:
+            if tracked == iteration:
+                os.remove(os.path.join(root, TRACKER))
+            if os.path.isdir(directory):
+                shutil.rmtree(directory)
+            os.makedirs(directory)
+    refused = checksums.broadcast(refused)  # every rank stops, none waits in a barrier
+    if refused:
+        raise CheckpointError(refused)
     _barrier()
 
 

@@ -85,7 +85,7 @@ def write_manifest(directory: str) -> HashCost:
     call on every rank, after all ranks' files are written). Returns this rank's cost."""
     rank, world = _rank(), _world_size()
     names = folder_files(directory) if rank == 0 else None
-    names = _broadcast(names)
+    names = broadcast(names)
     entries, cost = hash_share(directory, names, rank, world)
     gathered = _gather(entries)
     if rank == 0:
@@ -195,7 +195,8 @@ def _world_size() -> int:
     return torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
 
 
-def _broadcast(value):
+def broadcast(value):
+    """Rank 0's ``value`` on every rank (as is without a process group)."""
     if not _distributed():
         return value
     import torch
