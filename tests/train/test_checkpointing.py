@@ -111,6 +111,38 @@ def test_resume_is_exact_on_two_ranks(tmp_path, layout):
     assert len(results[-1]["straight"][0]) == 4  # the last rank holds the last stage
 
 
+def _corrupt_shard_of_rank_one(rank, world, tmp):
+    """DP=2 saves (each rank hashes the shard it wrote); rank 1's shard gets 4 KB of garbage;
+    the resume fails on both ranks with the same line."""
+    from mbridge_train import checksums
+    from mbridge_train.training import setup, teardown
+
+    _pretrain(_config(tmp, train_iters=2))
+    directory = ck.iteration_dir(str(tmp), 2)
+    listed = sorted(checksums.read_manifest(directory))
+    torch.distributed.barrier()
+    if rank == 0:
+        with open(os.path.join(directory, "__1_0.distcp"), "r+b") as f:
+            f.seek(1000)
+            f.write(os.urandom(4096))
+    torch.distributed.barrier()
+    try:
+        setup(_config(load=str(tmp)))
+        message = None
+    except ck.CheckpointError as error:
+        message = str(error)
+    teardown()
+    return listed, message
+
+
+def test_every_rank_names_a_corrupted_shard_of_another_rank(tmp_path):
+    results = run_ranks(_corrupt_shard_of_rank_one, 2, tmp_path)
+    (listed, first), (_, second) = results
+    assert {"__0_0.distcp", "__1_0.distcp", ".metadata"} <= set(listed)
+    shard = str(tmp_path / "iter_0000002" / "__1_0.distcp")
+    assert first == second and first.startswith(f"{shard}: corrupt")
+
+
 # ----------------------------------------------------------------------------- RNG, save_optim
 
 
@@ -258,6 +290,25 @@ def test_only_leftovers_of_killed_saves_are_removed(tmp_path):
     assert sorted(removed) == sorted(map(str, leftovers + [root / "iter_0000003"]))
     assert all(p.exists() for p in kept) and ck.saved_iterations(str(root)) == [1, 2]
     assert ck.read_tracker(str(root)) == 2
+
+
+def test_a_save_never_replaces_a_complete_folder_no_tracker_names(tmp_path):
+    """The last guard under setup's refusal: without a tracker, a folder whose manifest
+    verifies stays; an unverifiable one (a killed or corrupted save) is replaced."""
+    from mbridge_train import checksums
+
+    directory = ck.iteration_dir(str(tmp_path), 3)
+    os.makedirs(directory)
+    with open(os.path.join(directory, "__0_0.distcp"), "wb") as f:
+        f.write(b"weights")
+    checksums.write_manifest(directory)
+    with pytest.raises(ck.CheckpointError, match="a complete checkpoint") as error:
+        ck._prepare_folder(str(tmp_path), directory, 3)
+    assert str(error.value).startswith(directory) and os.listdir(directory) != []
+    with open(os.path.join(directory, "__0_0.distcp"), "ab") as f:
+        f.write(b"!")  # no longer what was saved
+    ck._prepare_folder(str(tmp_path), directory, 3)
+    assert os.listdir(directory) == []
 
 
 @given(st.integers(0, 10**9))

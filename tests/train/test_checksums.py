@@ -73,3 +73,15 @@ def test_a_folder_without_manifest_is_not_checked_and_a_broken_one_is_named(tmp_
     (".metadata", 4, 0), ("run_config.yaml", 4, 0), ("x__1_0.distcp", 4, 0)])
 def test_each_shard_is_hashed_by_the_rank_that_wrote_it(name, world, rank):
     assert checksums.owner(name, world) == rank
+
+
+def test_the_manifest_is_json_with_one_line_per_file_and_its_cost(tmp_path):
+    import json
+
+    folder = _folder(tmp_path)
+    checksums.write_manifest(folder)
+    text = (tmp_path / checksums.MANIFEST).read_text()
+    data = json.loads(text)
+    assert data["algorithm"] == "crc32" and data["hash_seconds"] >= 0
+    assert all(sum(name in line for line in text.splitlines()) == 1 for name in FILES)
+    assert checksums.measure(folder).bytes == sum(FILES.values())

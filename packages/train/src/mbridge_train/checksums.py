@@ -9,7 +9,9 @@ cache), rank 0 the shared files, so the cost is one extra read of the largest ra
 CRC-32 (zlib, streamed in 8 MiB chunks) is the hash: in the standard library, ~2 GB/s per
 core, and it catches garbage and truncation, which is what it is for (not an attacker).
 
-Both return the seconds spent hashing (``HashCost``) so a benchmark can report the price.
+Both return this rank's hashing cost (``HashCost``: files, bytes, seconds), the manifest keeps
+the slowest rank's seconds (``hash_seconds``) and ``measure`` times one process hashing a whole
+folder, so a benchmark can report the price.
 A folder without a manifest (saved before checksums existed) is loaded unverified.
 """
 
@@ -87,15 +89,24 @@ def write_manifest(directory: str) -> HashCost:
     names = folder_files(directory) if rank == 0 else None
     names = broadcast(names)
     entries, cost = hash_share(directory, names, rank, world)
-    gathered = _gather(entries)
+    gathered = _gather((entries, cost.seconds))
     if rank == 0:
         files = {}
-        for part in gathered:
+        for part, _ in gathered:
             files.update(part)
-        text = json.dumps({"algorithm": ALGORITHM, "files": dict(sorted(files.items())),
-                           "hash_seconds": round(cost.seconds, 6)}, indent=1)
+        slowest = max(seconds for _, seconds in gathered)
+        lines = [f'  {json.dumps(name)}: {json.dumps(entry)}' for name, entry in
+                 sorted(files.items())]
+        text = (f'{{"algorithm": "{ALGORITHM}", "hash_seconds": {slowest:.6f},\n "files": {{\n'
+                + ",\n".join(lines) + "\n}}\n")
         _write_atomic(os.path.join(directory, MANIFEST), text)
     return cost
+
+
+def measure(directory: str) -> HashCost:
+    """What hashing the whole folder costs in this one process (for benchmarks; the save
+    spreads it over the writing ranks, ``hash_seconds`` in the manifest is the slowest's)."""
+    return hash_share(directory, folder_files(directory), 0, 1)[1]
 
 
 def read_manifest(directory: str) -> dict | None:
