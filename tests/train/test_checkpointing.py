@@ -241,6 +241,22 @@ def test_an_unfinished_save_is_never_loaded(tmp_path):
     assert tracked == 4 and (tmp_path / "iter_0000004" / ck.CONFIG_FILE).is_file()
 
 
+def _tracker_deleted_then_resumed(rank, world, tmp):
+    straight = _pretrain(_config())
+    first = _pretrain(_config(tmp, save_interval=1, exit_interval=2))
+    os.remove(tmp / ck.TRACKER)
+    resumed = _pretrain(_config(tmp, load=str(tmp), save_interval=1))
+    return (_losses(straight), _losses(first) + _losses(resumed), ck.saved_iterations(str(tmp)),
+            ck.read_tracker(str(tmp)))
+
+
+def test_a_deleted_tracker_resumes_from_the_newest_complete_save(tmp_path):
+    """Not a fresh start over the old folders: steps 3 and 4 follow the first run's 1 and 2."""
+    ((straight, joined, folders, tracked),) = run_ranks(_tracker_deleted_then_resumed, 1,
+                                                        tmp_path)
+    assert joined == straight and folders == [1, 2, 3, 4] and tracked == 4
+
+
 def _keep_two(rank, world, tmp):
     _pretrain(_config(tmp, save_interval=1, most_recent_k=2, train_iters=5))
     return ck.saved_iterations(str(tmp)), ck.read_tracker(str(tmp))

@@ -209,9 +209,15 @@ def start(ckpt, train_iters: int | None = None) -> str | None:
     from is found (None: a fresh start) and a run that would overwrite a finished checkpoint
     is refused."""
     if ckpt.save:
+        failure = None
         if _rank() == 0:
-            remove_leftovers(ckpt.save)
-        _barrier()
+            try:
+                remove_leftovers(ckpt.save)
+            except OSError as error:
+                failure = f"{ckpt.save}: cannot remove leftovers of unfinished saves ({error})"
+        failure = checksums.broadcast(failure)  # every rank stops, none waits in a barrier
+        if failure:
+            raise CheckpointError(failure)
     directory = resume_directory(ckpt)
     if ckpt.save:
         begins = 0 if directory is None or ckpt.finetune else _iteration_of(directory)
@@ -231,7 +237,10 @@ def remove_leftovers(root: str) -> list[str]:
         if name.startswith(f".{TRACKER}.") and os.path.isfile(path):
             os.unlink(path)
             removed.append(path)
-    tracked = read_tracker(root)
+    try:
+        tracked = read_tracker(root)
+    except CheckpointError:  # said on every rank when the run reads it; remove no folder
+        tracked = None
     for iteration in saved_iterations(root):
         directory = iteration_dir(root, iteration)
         if tracked is not None and iteration > tracked:
