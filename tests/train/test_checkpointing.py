@@ -1,7 +1,9 @@
 """Checkpoints on CPU ranks: resume is exact (1 rank, DP=2 with the distributed optimizer, TP=2,
 PP=2), an unfinished save is never loaded, most_recent_k prunes, a fine-tune starts from the
 pretrained weights (LoRA: base loaded, adapters fresh, adapter-only checkpoints that resume),
-and bad input gets one line naming the file or field (tests/train/test_bad_inputs.py).
+a deleted tracker resumes from the newest complete save, every rank names a corrupted shard of
+any rank, leftovers of killed saves go and nothing else does; the bad-input table lives in
+tests/train/test_bad_inputs.py.
 
 Exactness: every run is fp32 on the CPU with dropout off, and a resumed run repeats the very same
 operations in the same order on the same data, so losses and weights are compared for equality.
