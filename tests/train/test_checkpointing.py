@@ -300,8 +300,10 @@ def test_only_leftovers_of_killed_saves_are_removed(tmp_path):
         (root / f"iter_000000{iteration}").mkdir()
         (root / f"iter_000000{iteration}" / "__0_0.distcp").write_bytes(b"x")
     ck.write_tracker(str(root), 2)
-    leftovers = [root / f".{ck.TRACKER}.k9x2", root / "iter_0000002" / f".{checksums.MANIFEST}.q1"]
-    kept = [root / f"{ck.TRACKER}.bak", root / "notes.txt", root / "iter_0000002" / ".keep"]
+    leftovers = [root / f".{ck.TRACKER}.k9x2", root / "iter_0000002" / f".{checksums.MANIFEST}.q1",
+                 root / ".loss_curve.png.ab12.tmp", root / ".loss_curve.jsonl.cd34.tmp"]
+    kept = [root / f"{ck.TRACKER}.bak", root / "notes.txt", root / "iter_0000002" / ".keep",
+            root / ".loss_curve.png.ab12", root / "loss_curve.png"]
     for path in leftovers + kept:
         path.write_text("x")
     removed = ck.remove_leftovers(str(root))

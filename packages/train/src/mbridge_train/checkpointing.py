@@ -227,14 +227,19 @@ def start(ckpt, train_iters: int | None = None) -> str | None:
 
 def remove_leftovers(root: str) -> list[str]:
     """Delete what killed saves leave under a save root, and nothing else: the tracker's temp
-    files (``.latest_checkpointed_iteration.txt.*``), manifest temp files, and ``iter_*``
-    folders newer than the tracked iteration (unfinished saves). Returns what was removed."""
+    files (``.latest_checkpointed_iteration.txt.*``), manifest temp files, the loss curve's
+    (``.loss_curve.png.*.tmp``, ``.loss_curve.jsonl.*.tmp``), and ``iter_*`` folders newer than
+    the tracked iteration (unfinished saves). Returns what was removed."""
     if not os.path.isdir(root):
         return []
+    from mbridge_train.loss_curve import FILENAME, HISTORY
+
     removed = []
     for name in os.listdir(root):
         path = os.path.join(root, name)
-        if name.startswith(f".{TRACKER}.") and os.path.isfile(path):
+        ours = name.startswith(f".{TRACKER}.") or (
+            name.startswith((f".{FILENAME}.", f".{HISTORY}.")) and name.endswith(".tmp"))
+        if ours and os.path.isfile(path):
             os.unlink(path)
             removed.append(path)
     try:
