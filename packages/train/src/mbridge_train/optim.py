@@ -85,13 +85,20 @@ def reconcile_scheduler(cfg, scheduler, saved: dict, say=print,
     extended = same_batch and all(k in derived and isinstance(old, (int, float)) and new > old
                                   for k, (old, new) in differ.items())
     if extended:
-        old_iters = saved.get("lr_decay_steps", 0) // gbs if "lr_decay_steps" in derived else "?"
+        basis = "lr_decay_steps" if "lr_decay_steps" in differ else "wd_incr_steps"
+        old_iters = differ[basis][0] // gbs if basis in differ else "?"
         changes = ", ".join(f"{k} {old // gbs} -> {new // gbs}" for k, (old, new) in
                             sorted(differ.items()))
         say(f" train.train_iters {old_iters} -> {cfg.train.train_iters}: the schedule is "
             f"extended on resume ({changes} iterations; the rest as saved)")
         return {**saved, **{k: new for k, (_, new) in differ.items()}}
-    shown = "; ".join(f"{_FIELDS[k]}: {old!r} in the checkpoint, {new!r} now"
+    def label(key: str) -> str:
+        return _FIELDS[key] + (" (from train.train_iters)" if key in derived else "")
+
+    def unit(key: str) -> str:
+        return " samples" if key.endswith("_steps") else ""
+
+    shown = "; ".join(f"{label(k)}: {old!r}{unit(k)} in the checkpoint, {new!r} now"
                       for k, (old, new) in sorted(differ.items()))
     raise ConfigError(f"the checkpoint's learning-rate schedule differs from this run's ({shown}"
                       "); set scheduler.override_opt_param_scheduler=True to use this run's "
