@@ -127,6 +127,10 @@ def _cases():
         "fresh_run_over_old_saves": ("ckpt", None, dict(save=True),
                                      ("CheckpointError", ["{d}/iter_0000001", "overwrite",
                                                           "checkpoint.load"])),
+        "fresh_run_over_untracked_saves": ("ckpt", lambda d: os.remove(d / TRACKER),
+                                           dict(save=True),
+                                           ("CheckpointError", ["{d}/iter_0000001", "overwrite",
+                                                                "checkpoint.load={d}"])),
         "older_ckpt_step_over_newer_save": (
             "ckpt", None, dict(load=True, save=True, ckpt_step=1),
             ("CheckpointError", ["{d}/iter_0000002", "overwrite"])),
