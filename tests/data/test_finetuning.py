@@ -109,6 +109,21 @@ def test_splits_and_switches(tmp_path):
     assert len(train) == 3 and valid is None
 
 
+@pytest.mark.parametrize("packed", [False, True])
+def test_ids_beyond_the_model_vocabulary_are_refused_naming_the_file(tmp_path, packed):
+    from mbridge_config import PackedSequenceSpecs
+
+    write_jsonl(tmp_path / "training.jsonl", [{"input": "a", "output": "z"}] * 4)
+    fields = dict(do_validation=False, do_test=False)
+    if packed:
+        fields["packed_sequence_specs"] = PackedSequenceSpecs(packed_sequence_size=64)
+    build_finetuning_datasets(ft_config(tmp_path, **fields), TOK, vocab_size=ord("z") + 1)
+    with pytest.raises(DataError) as error:
+        build_finetuning_datasets(ft_config(tmp_path, **fields), TOK, vocab_size=ord("z"))
+    expected = f"{tmp_path / 'training.jsonl'}: tokenized to id {ord('z')}"
+    assert str(error.value).startswith(expected) and "\n" not in str(error.value)
+
+
 def test_missing_training_file_and_root(tmp_path):
     with pytest.raises(DataError, match=r"training\.jsonl: missing train split"):
         build_finetuning_datasets(ft_config(tmp_path, do_validation=False, do_test=False), TOK)

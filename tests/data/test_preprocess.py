@@ -128,6 +128,24 @@ def test_killed_run_leaves_nothing_under_the_final_names(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (tmp_path / "ds.bin").exists() and not (tmp_path / "ds.idx").exists()
+    # The next run to the same prefix removes what the killed one left.
+    preprocess(write_jsonl(tmp_path / "small.jsonl", [{"text": "abc"}]), tmp_path / "ds",
+               NullTokenizer(), workers=1)
+    assert sorted(p.name for p in tmp_path.glob(".ds.*")) == []
+
+
+def test_only_our_temp_files_of_dead_writers_are_removed(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = [f".ds.bin.tmp-{dead}-0123abcd", f".ds.idx.tmp-{dead}-deadbeef"]
+    kept = [f".ds.bin.tmp-{os.getppid()}-0123abcd",  # a writer that still runs
+            ".ds.bin.tmp-notours", f".other.bin.tmp-{dead}-0123abcd", "ds.bin.tmp", "notes.txt"]
+    for name in stale + kept:
+        (tmp_path / name).write_bytes(b"x")
+    preprocess(write_jsonl(tmp_path / "in.jsonl", [{"text": "abc"}]), tmp_path / "ds",
+               NullTokenizer(), workers=1)
+    left = {p.name for p in tmp_path.iterdir()}
+    assert not left & set(stale) and set(kept) <= left
 
 
 def test_cli_preprocess_without_torch(tmp_path, small_hf_dir):

@@ -3,6 +3,8 @@ reused index caches, and one clear error for each kind of bad input."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -74,11 +76,54 @@ def test_blend_per_split_uses_separate_datasets(three, tmp_path):
 def test_index_cache_is_written_once_and_reused(three, tmp_path):
     cfg = gpt_config(blend=three[:1], split="1,0,0", path_to_cache=str(tmp_path / "c"))
     first, _, _ = build_pretraining_datasets(cfg, TOK, [30, None, None])
-    files = {p: p.stat().st_mtime_ns for p in (tmp_path / "c").iterdir()}
+    files = {p: p.stat().st_mtime_ns for p in (tmp_path / "c").rglob("*")}
     assert len([p for p in files if p.suffix == ".npy"]) == 3  # document, sample, shuffle
     again, _, _ = build_pretraining_datasets(cfg, TOK, [30, None, None])
-    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "c").iterdir()} == files
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "c").rglob("*")} == files
     assert all(np.array_equal(first[i]["tokens"], again[i]["tokens"]) for i in range(30))
+
+
+def test_the_index_cache_follows_the_files_not_their_path(tmp_path):
+    """Preprocessed again to the same prefix (fewer documents): fresh indices, not the stale
+    ones of the old files (megatron-core's path-keyed cache gave an IndexError)."""
+    prefix = write_dataset(tmp_path / "data" / "ds", token=5, docs=40)
+    cfg = gpt_config(blend=[prefix], split="1,0,0", path_to_cache=str(tmp_path / "c"))
+    build_pretraining_datasets(cfg, TOK, [30, None, None])
+    write_dataset(tmp_path / "data" / "ds", token=6, docs=3)
+    train, _, _ = build_pretraining_datasets(cfg, TOK, [30, None, None])
+    assert {int(t) for i in range(30) for t in train[i]["tokens"]} == {6, TOK.eod}
+    assert len(list((tmp_path / "c").iterdir())) == 2  # one folder per identity
+
+
+@pytest.mark.parametrize("vocab, bad", [(1024, None), (1023, 1023), (600, 1023)])
+def test_token_ids_beyond_the_vocabulary_are_refused_naming_the_file(tmp_path, vocab, bad):
+    prefix = write_dataset(tmp_path / "ds", token=5)
+    cfg = gpt_config(blend=[prefix], split="1,0,0", path_to_cache=str(tmp_path / "c"))
+    if bad is None:
+        build_pretraining_datasets(cfg, TOK, [10, None, None], vocab_size=vocab)
+        return
+    with pytest.raises(DataError) as error:
+        build_pretraining_datasets(cfg, TOK, [10, None, None], vocab_size=vocab)
+    message = str(error.value)
+    assert message.startswith(f"{prefix}.bin: token id {bad} ") and f"={vocab}" in message
+    assert "\n" not in message
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.integers(0, 65000), min_size=1, max_size=300))
+def test_max_token_id_is_the_largest_token_and_remembered_per_identity(tmp_path_factory, ids):
+    from mbridge_data import indexed
+
+    root = tmp_path_factory.mktemp("max")
+    prefix = root / "ds"
+    tokens = np.asarray(ids, dtype=np.uint16)
+    (root / "ds.bin").write_bytes(tokens.tobytes())
+    (root / "ds.idx").write_bytes(index_bytes(np.asarray([len(ids)], np.int32), np.uint16))
+    assert indexed.max_token_id(prefix, root) == max(ids)
+    memo = json.loads((root / "token_ids.json").read_text())
+    assert memo[str(prefix.resolve())][1] == max(ids)
+    indexed._MAX_IDS.clear()  # the on-disk memo answers now
+    assert indexed.max_token_id(prefix, root) == max(ids)
 
 
 def test_default_cache_lives_beside_the_data(tmp_path):
@@ -105,7 +150,8 @@ def test_rank_zero_builds_the_cache_first_then_the_others_reuse_it(three, tmp_pa
 
         cfg = gpt_config(blend=[prefix], split="1,0,0", path_to_cache=cache)
         train, _, _ = build_pretraining_datasets(cfg, TOK, [30, None, None])
-        return [train[i]["tokens"].tolist() for i in range(30)], sorted(os.listdir(cache))
+        return [train[i]["tokens"].tolist() for i in range(30)], sorted(
+            name for _, _, names in os.walk(cache) for name in names)
 
     results = run_ranks(body, 2, three[2], str(tmp_path), cpu_runtime=False, timeout=120)
     assert results[0] == results[1]

@@ -1,7 +1,9 @@
 """Checkpoints on CPU ranks: resume is exact (1 rank, DP=2 with the distributed optimizer, TP=2,
 PP=2), an unfinished save is never loaded, most_recent_k prunes, a fine-tune starts from the
 pretrained weights (LoRA: base loaded, adapters fresh, adapter-only checkpoints that resume),
-and bad input gets one line naming the file or field.
+a deleted tracker resumes from the newest complete save, every rank names a corrupted shard of
+any rank, leftovers of killed saves go and nothing else does; the bad-input table lives in
+tests/train/test_bad_inputs.py.
 
 Exactness: every run is fp32 on the CPU with dropout off, and a resumed run repeats the very same
 operations in the same order on the same data, so losses and weights are compared for equality.
@@ -138,6 +140,38 @@ def test_resume_is_exact_on_two_ranks(tmp_path, layout):
     assert len(results[-1]["straight"][0]) == 4  # the last rank holds the last stage
 
 
+def _corrupt_shard_of_rank_one(rank, world, tmp):
+    """DP=2 saves (each rank hashes the shard it wrote); rank 1's shard gets 4 KB of garbage;
+    the resume fails on both ranks with the same line."""
+    from mbridge_train import checksums
+    from mbridge_train.training import setup, teardown
+
+    _pretrain(_config(tmp, train_iters=2))
+    directory = ck.iteration_dir(str(tmp), 2)
+    listed = sorted(checksums.read_manifest(directory))
+    torch.distributed.barrier()
+    if rank == 0:
+        with open(os.path.join(directory, "__1_0.distcp"), "r+b") as f:
+            f.seek(1000)
+            f.write(os.urandom(4096))
+    torch.distributed.barrier()
+    try:
+        setup(_config(load=str(tmp)))
+        message = None
+    except ck.CheckpointError as error:
+        message = str(error)
+    teardown()
+    return listed, message
+
+
+def test_every_rank_names_a_corrupted_shard_of_another_rank(tmp_path):
+    results = run_ranks(_corrupt_shard_of_rank_one, 2, tmp_path)
+    (listed, first), (_, second) = results
+    assert {"__0_0.distcp", "__1_0.distcp", ".metadata"} <= set(listed)
+    shard = str(tmp_path / "iter_0000002" / "__1_0.distcp")
+    assert first == second and first.startswith(f"{shard}: corrupt")
+
+
 # ----------------------------------------------------------------------------- RNG, save_optim
 
 
@@ -236,6 +270,22 @@ def test_an_unfinished_save_is_never_loaded(tmp_path):
     assert tracked == 4 and (tmp_path / "iter_0000004" / ck.CONFIG_FILE).is_file()
 
 
+def _tracker_deleted_then_resumed(rank, world, tmp):
+    straight = _pretrain(_config())
+    first = _pretrain(_config(tmp, save_interval=1, exit_interval=2))
+    os.remove(tmp / ck.TRACKER)
+    resumed = _pretrain(_config(tmp, load=str(tmp), save_interval=1))
+    return (_losses(straight), _losses(first) + _losses(resumed), ck.saved_iterations(str(tmp)),
+            ck.read_tracker(str(tmp)))
+
+
+def test_a_deleted_tracker_resumes_from_the_newest_complete_save(tmp_path):
+    """Not a fresh start over the old folders: steps 3 and 4 follow the first run's 1 and 2."""
+    ((straight, joined, folders, tracked),) = run_ranks(_tracker_deleted_then_resumed, 1,
+                                                        tmp_path)
+    assert joined == straight and folders == [1, 2, 3, 4] and tracked == 4
+
+
 def _keep_two(rank, world, tmp):
     _pretrain(_config(tmp, save_interval=1, most_recent_k=2, train_iters=5))
     return ck.saved_iterations(str(tmp)), ck.read_tracker(str(tmp))
@@ -254,6 +304,58 @@ def test_expired_keeps_the_k_newest_finished(iterations, data, keep):
     assert sorted(set(finished) - set(gone)) == finished[-keep:]
     assert tracked not in gone and all(i <= tracked for i in gone)
     assert ck.expired(sorted(iterations), tracked, -1) == []
+
+
+@given(st.sets(st.integers(0, 60), min_size=1), st.data(), st.integers(1, 8))
+def test_most_recent_k_never_deletes_the_only_complete_checkpoint(iterations, data, keep):
+    """Unfinished folders (no manifest) do not count towards keep, and go once older ones do."""
+    ordered = sorted(iterations)
+    tracked = data.draw(st.sampled_from(ordered))
+    complete = data.draw(st.sets(st.sampled_from(ordered))) | {tracked}
+    gone = ck.expired(ordered, tracked, keep, complete)
+    whole = sorted(i for i in complete if i <= tracked)
+    assert sorted(set(whole) - set(gone)) == whole[-keep:]  # the keep newest complete stay
+    assert tracked not in gone and all(i <= tracked for i in gone)
+    assert set(ordered) - set(gone) >= {i for i in ordered if i > tracked}
+
+
+def test_only_leftovers_of_killed_saves_are_removed(tmp_path):
+    from mbridge_train import checksums
+
+    root = tmp_path
+    for iteration in (1, 2, 3):
+        (root / f"iter_000000{iteration}").mkdir()
+        (root / f"iter_000000{iteration}" / "__0_0.distcp").write_bytes(b"x")
+    ck.write_tracker(str(root), 2)
+    leftovers = [root / f".{ck.TRACKER}.k9x2", root / "iter_0000002" / f".{checksums.MANIFEST}.q1",
+                 root / ".loss_curve.png.ab12.tmp", root / ".loss_curve.jsonl.cd34.tmp"]
+    kept = [root / f"{ck.TRACKER}.bak", root / "notes.txt", root / "iter_0000002" / ".keep",
+            root / ".loss_curve.png.ab12", root / "loss_curve.png"]
+    for path in leftovers + kept:
+        path.write_text("x")
+    removed = ck.remove_leftovers(str(root))
+    assert sorted(removed) == sorted(map(str, leftovers + [root / "iter_0000003"]))
+    assert all(p.exists() for p in kept) and ck.saved_iterations(str(root)) == [1, 2]
+    assert ck.read_tracker(str(root)) == 2
+
+
+def test_a_save_never_replaces_a_complete_folder_no_tracker_names(tmp_path):
+    """The last guard under setup's refusal: without a tracker, a folder whose manifest
+    verifies stays; an unverifiable one (a killed or corrupted save) is replaced."""
+    from mbridge_train import checksums
+
+    directory = ck.iteration_dir(str(tmp_path), 3)
+    os.makedirs(directory)
+    with open(os.path.join(directory, "__0_0.distcp"), "wb") as f:
+        f.write(b"weights")
+    checksums.write_manifest(directory)
+    with pytest.raises(ck.CheckpointError, match="a complete checkpoint") as error:
+        ck._prepare_folder(str(tmp_path), directory, 3)
+    assert str(error.value).startswith(directory) and os.listdir(directory) != []
+    with open(os.path.join(directory, "__0_0.distcp"), "ab") as f:
+        f.write(b"!")  # no longer what was saved
+    ck._prepare_folder(str(tmp_path), directory, 3)
+    assert os.listdir(directory) == []
 
 
 @given(st.integers(0, 10**9))
@@ -369,80 +471,3 @@ def test_lora_finetune_loads_the_base_saves_adapters_only_and_resumes_exactly(tm
     total = sum(math.prod(shape) for shape in saved.values())
     assert total == 4 * trainable
     _assert_same(result)
-
-
-# ----------------------------------------------------------------------------- bad input
-
-
-def _bad_inputs(rank, world, tmp):
-    """Each bad case through setup(): (error type, message, raised by mbridge itself, chained)."""
-    import traceback
-
-    from mbridge_train.training import setup, teardown
-
-    good = tmp / "good"
-    _pretrain(_config(good, train_iters=2))
-    (tmp / "empty").mkdir()
-    for name, text in [("dangling", "7\n"), ("corrupt", "seven\n")]:
-        (tmp / name).mkdir()
-        (tmp / name / ck.TRACKER).write_text(text)
-    wider = llama_like(vocab_size=None, seq_length=32, ffn_hidden_size=128)
-    cases = {
-        "missing": dict(load=str(tmp / "nowhere"), exit_on_missing_checkpoint=True),
-        "empty": dict(load=str(tmp / "empty"), exit_on_missing_checkpoint=True),
-        "dangling": dict(load=str(tmp / "dangling")),
-        "corrupt": dict(load=str(tmp / "corrupt")),
-        "architecture": dict(load=str(good), model=wider),
-        "ckpt_step": dict(load=str(good), ckpt_step=5),
-        "async": dict(async_save=True),
-        "format": dict(ckpt_format="torch"),
-        "local": dict(non_persistent_ckpt_type="local"),
-        "pretrained": dict(pretrained=str(tmp / "nothing_here")),
-        "peft_full": dict(load=str(good), pretrained=str(good), peft=_lora()),
-        "fresh_start": dict(load=str(tmp / "nowhere")),  # the control: no error, step 0
-    }
-    results = {}
-    for name, fields in cases.items():
-        try:
-            run = setup(_config(**fields), training_mode="finetune")
-            results[name] = ("ok", run.state.train_state.step, True, False)
-        except Exception as error:  # noqa: BLE001
-            origin = traceback.extract_tb(error.__traceback__)[-1].filename
-            chained = error.__cause__ is not None or (
-                error.__context__ is not None and not error.__suppress_context__)
-            results[name] = (type(error).__name__, str(error),
-                             origin.endswith(("checkpointing.py", "errors.py", "container.py")), chained)
-        teardown()
-    return results
-
-
-def test_bad_input_gets_one_line_naming_the_file_or_field(tmp_path):
-    ((results,),) = [run_ranks(_bad_inputs, 1, tmp_path)]
-    good_iter = str(tmp_path / "good" / "iter_0000002")
-    expected = {
-        "missing": ("CheckpointError", [str(tmp_path / "nowhere"), "does not exist",
-                                        "exit_on_missing_checkpoint"]),
-        "empty": ("CheckpointError", [str(tmp_path / "empty"), ck.TRACKER]),
-        "dangling": ("CheckpointError", [str(tmp_path / "dangling" / "iter_0000007"),
-                                         "is missing", str(tmp_path / "dangling" / ck.TRACKER)]),
-        "corrupt": ("CheckpointError", [str(tmp_path / "corrupt" / ck.TRACKER),
-                                        "corrupt tracker", "'seven'"]),
-        "architecture": ("CheckpointError", [good_iter, "linear_fc1.weight", "(2, 192, 64)",
-                                             "(2, 256, 64)", "different architecture"]),
-        "ckpt_step": ("CheckpointError", [str(tmp_path / "good" / "iter_0000005"),
-                                          "checkpoint.ckpt_step=5"]),
-        "async": ("ConfigError", ["checkpoint.async_save: True is not supported"]),
-        "format": ("ConfigError", ["checkpoint.ckpt_format: 'torch' is not supported"]),
-        "local": ("ConfigError", ["checkpoint.non_persistent_ckpt_type: 'local'"]),
-        "pretrained": ("CheckpointError", [str(tmp_path / "nothing_here"),
-                                           "checkpoint.pretrained_checkpoint"]),
-        "peft_full": ("CheckpointError", [good_iter, "holds a full model", "cfg.peft"]),
-    }
-    assert results.pop("fresh_start") == ("ok", 0, True, False)
-    assert results.keys() == expected.keys()
-    for name, (kind, parts) in expected.items():
-        got_kind, message, ours, chained = results[name]
-        assert (got_kind, "\n" in message, ours, chained) == (kind, False, True, False), \
-            (name, results[name])
-        for part in parts:
-            assert part in message, (name, part, message)

@@ -163,7 +163,8 @@ def test_loss_curve_png_is_written_beside_the_checkpoints(logged):
     png = tmp / "ckpt" / "loss_curve.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert matplotlib.image.imread(png).shape[:2] == (450, 800)
-    assert sorted(os.listdir(tmp / "ckpt")) == ["loss_curve.png"]  # no temporary left
+    # no temporary left; the per-step record the curve of a resumed run is drawn from
+    assert sorted(os.listdir(tmp / "ckpt")) == ["loss_curve.jsonl", "loss_curve.png"]
     assert not (tmp / "tb" / "loss_curve.png").exists()
 
 
@@ -295,3 +296,38 @@ def test_setup_stops_before_building_when_tensorboard_is_missing(tmp_path):
                                           r"package is not installed: pip install"):
         run_ranks(_setup_without_tensorboard, 1, str(tmp_path))
     assert not any(tmp_path.iterdir())
+
+
+def _killed_then_resumed(rank, world, tmp):
+    """4 steps, saves at 2 and 3; then as if killed inside the save at 3 (tracker at 2, step 3
+    already in the record); the resumed run does steps 3 and 4 again."""
+    import json
+    import shutil
+
+    from mbridge_train import checkpointing as ck
+
+    def cfg(**train):
+        return tiny_run.config(train=dict(train_iters=4, eval_interval=2, **train),
+                               checkpoint=dict(save=f"{tmp}/ckpt", load=f"{tmp}/ckpt",
+                                               save_interval=2))
+
+    tiny_run.pretrain_captured(cfg(exit_interval=3))
+    ck.write_tracker(f"{tmp}/ckpt", 2)
+    shutil.rmtree(ck.iteration_dir(f"{tmp}/ckpt", 3))
+    first = [json.loads(line) for line in open(f"{tmp}/ckpt/loss_curve.jsonl")]
+    run, _ = tiny_run.pretrain_captured(cfg())
+    records = [json.loads(line) for line in open(f"{tmp}/ckpt/loss_curve.jsonl")]
+    return first, records, [h["lm loss"] for h in run.history if "split" not in h]
+
+
+@pytest.mark.multiproc
+def test_the_loss_record_covers_the_whole_run_across_a_resume(tmp_path):
+    ((first, records, resumed),) = run_ranks(_killed_then_resumed, 1, str(tmp_path))
+    steps = lambda rs, split: [r["step"] for r in rs if r.get("split") == split]  # noqa: E731
+    assert steps(first, None) == [1, 2, 3] and steps(first, "validation") == [2]
+    assert steps(records, None) == [1, 2, 3, 4]  # step 3 once: the killed run's is cut
+    assert steps(records, "validation") == [2, 4]
+    assert records[:3] == first[:3]  # steps 1, 2 and validation at 2 kept from the first run
+    train = [r for r in records if "split" not in r]
+    assert [r["losses"]["lm loss"] for r in train[2:]] == resumed
+    assert train[2] == [r for r in first if r["step"] == 3 and "split" not in r][0]  # exact

@@ -7,7 +7,8 @@ parent only writes, in input order, so the output is the same for any number of 
 
 Documents: one per jsonl line (``json_key``, default "text") or per non-blank line of a text
 file; empty texts are skipped; EOD is appended to each document unless ``append_eod=False``.
-Both files are written under temporary names and renamed only when complete.
+Both files are written under temporary names and renamed only when complete; temp files a
+killed earlier run left for the same prefix are removed first.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mbridge_data.atomic import atomic_paths
+from mbridge_data.atomic import atomic_paths, remove_stale_temps
 from mbridge_data.errors import DataError, at_line
 from mbridge_data.indexed import bin_path, idx_path, index_bytes, token_dtype
 from mbridge_data.jsonl import byte_ranges, line_number, read_range
@@ -156,6 +157,8 @@ def preprocess(
     documents = tokens = 0
     lengths: list[np.ndarray] = []
     prefix = Path(output_prefix)
+    for final in (bin_path(prefix), idx_path(prefix)):
+        remove_stale_temps(final)  # what a killed earlier run left
     with atomic_paths(bin_path(prefix), idx_path(prefix)) as (tmp_bin, tmp_idx):
         with open(tmp_bin, "wb") as out:
             for flat, lens, covered in _encoded(tasks, workers, tokenizer, json_key, append_eod,

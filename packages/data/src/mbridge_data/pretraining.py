@@ -6,9 +6,14 @@ train/valid/test lists) become megatron-core's ``BlendedMegatronDatasetBuilder``
 wrong with the inputs is checked here first, so the user sees one line naming the field or the
 file instead of an assertion from inside megatron-core.
 
-The document/sample/shuffle index files go to ``path_to_cache`` (default: a ``cache`` folder
-beside the first dataset) and are reused by later runs. When torch.distributed is initialised,
-megatron-core builds them on rank 0 first and the other ranks then load them.
+The document/sample/shuffle index files go to ``<path_to_cache>/data-<digest>`` (default
+``path_to_cache``: a ``cache`` folder beside the first dataset) and are reused by later runs.
+The digest is the data files' identity (size + mtime_ns of every .bin/.idx,
+``indexed.identity``): a dataset preprocessed again to the same prefix gets fresh indices, not
+stale ones (megatron-core keys its cache by path only, and failed with an IndexError deep
+inside). Token ids the model has no embedding row for are refused first (``vocab_size``), one
+line naming the file. When torch.distributed is initialised, megatron-core builds the indices
+on rank 0 first and the other ranks then load them.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mbridge_data.errors import DataError
-from mbridge_data.indexed import check_indexed_pair
+from mbridge_data.indexed import check_indexed_pair, check_token_ids, identity_digest
 from mbridge_data.tokenizers.base import Tokenizer
 
 SPLITS = ("train", "valid", "test")
@@ -89,6 +94,9 @@ def megatron_config(cfg, tokenizer: Tokenizer):
     cache = cfg.path_to_cache
     if cache is None and first_prefix is not None:
         cache = str(Path(first_prefix).parent / "cache")
+    prefixes = data_prefixes(blend, blend_per_split)
+    if cache is not None and prefixes:
+        cache = str(Path(cache) / f"data-{identity_digest(prefixes)}")
     core = CoreConfig(
         random_seed=cfg.random_seed,
         sequence_length=cfg.sequence_length,
@@ -109,17 +117,25 @@ def megatron_config(cfg, tokenizer: Tokenizer):
     return core
 
 
+def data_prefixes(blend, blend_per_split) -> list[str]:
+    """Every dataset prefix of a megatron-core blend / blend_per_split, in order, once."""
+    parts = [blend] if blend is not None else list(blend_per_split or [])
+    return list(dict.fromkeys(p for part in parts if part is not None for p in part[0]))
+
+
 def build_pretraining_datasets(
     cfg,
     tokenizer: Tokenizer,
     train_valid_test_num_samples: Sequence[int | None],
     is_built_on_rank: Callable[[], bool] | None = None,
+    vocab_size: int | None = None,
 ) -> tuple:
     """(train, valid, test) datasets, each None when its split is empty.
 
     ``train_valid_test_num_samples``: how many samples each split must provide (megatron-core
     repeats epochs to reach it). ``is_built_on_rank``: whether this rank needs the datasets
     (default: every rank; with pipeline parallelism only the first and last stages do).
+    ``vocab_size``: the model's embedding rows; a token id at or above it is a DataError.
     """
     from megatron.core.datasets.blended_megatron_dataset_builder import (
         BlendedMegatronDatasetBuilder,
@@ -129,6 +145,9 @@ def build_pretraining_datasets(
     if len(train_valid_test_num_samples) != 3:
         raise DataError("train_valid_test_num_samples: needs [train, valid, test] sample counts")
     core = megatron_config(cfg, tokenizer)
+    if vocab_size is not None:
+        for prefix in data_prefixes(core.blend, core.blend_per_split):
+            check_token_ids(prefix, vocab_size, core.path_to_cache)
     cls = MockGPTDataset if core.mock else GPTDataset
     try:
         builder = BlendedMegatronDatasetBuilder(

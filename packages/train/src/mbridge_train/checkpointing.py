@@ -5,12 +5,29 @@
     <save>/iter_0000010/run_config.yaml         the run's config, for humans
     <save>/iter_0000010/hf_assets/              Hugging Face config + tokenizer files, so the
                                                 save exports alone (mbridge_train.hf_assets)
+    <save>/iter_0000010/checksums.json          size + CRC-32 of every file (mbridge_train.
+                                                checksums), written after all of them
     <save>/latest_checkpointed_iteration.txt    written last (temp file + rename): a save it does
                                                 not name was never finished and is never loaded
 
 A PEFT run saves and resumes only the adapter parameters (and their optimizer state); its base
 weights always come from ``pretrained_checkpoint``. Bad input raises ``CheckpointError`` (a file
 or folder) or ``ConfigError`` (a field), one line each.
+
+Never losing a checkpoint:
+
+- Every load checks the folder against its ``checksums.json`` first: a missing, truncated or
+  corrupted file is named in one CheckpointError and nothing is loaded.
+- A tracker that is gone while ``iter_*`` folders remain (deleted by hand, lost in a copy) is
+  what a Megatron user reads as "resume from the newest checkpoint that is there": the run
+  resumes from the newest folder whose save completed (its manifest exists and verifies) and
+  says so in one line; it never starts from scratch over them. When no folder verifies (only
+  unfinished or pre-checksum saves), the run refuses in one line rather than guess.
+- A run never overwrites a finished checkpoint: when ``checkpoint.save`` already holds one at an
+  iteration this run would save (a fresh run pointed at an old save folder, an older
+  ``ckpt_step``), setup refuses in one line. Folders newer than the tracker are unfinished saves
+  and are removed at the start, with the tracker's temp files of killed saves.
+- ``most_recent_k`` counts only complete checkpoints and always keeps the tracked one.
 """
 
 from __future__ import annotations
@@ -26,7 +43,7 @@ import numpy as np
 import torch
 
 from mbridge_config.errors import ConfigError, MBridgeError
-from mbridge_train import async_saves
+from mbridge_train import async_saves, checksums
 
 TRACKER = "latest_checkpointed_iteration.txt"
 CONFIG_FILE = "run_config.yaml"
@@ -82,14 +99,19 @@ def saved_iterations(root: str) -> list[int]:
     return sorted(int(n[5:]) for n in names if os.path.isdir(os.path.join(root, n)))
 
 
-def expired(iterations: list[int], tracked: int, keep: int | None) -> list[int]:
-    """Iterations most_recent_k lets go: all finished ones but the ``keep`` newest (the tracked
-    one always stays). Folders newer than the tracked iteration are unfinished saves, not
-    older ones, and are left for the next save of that iteration to replace."""
+def expired(iterations: list[int], tracked: int, keep: int | None,
+            complete: set[int] | None = None) -> list[int]:
+    """Iterations most_recent_k lets go: every folder up to the tracked iteration but the
+    ``keep`` newest complete ones (``complete``: the iterations whose save finished; default
+    all). The tracked one always stays, so the only complete checkpoint is never deleted.
+    Folders newer than the tracked iteration are unfinished saves, not older ones, and are
+    left for the next save of that iteration (or the next start) to replace."""
     if keep is None or keep < 1:
         return []
     finished = sorted(i for i in iterations if i <= tracked)
-    return finished[:-keep]
+    whole = [i for i in finished if complete is None or i in complete or i == tracked]
+    kept = set(whole[-keep:]) | {tracked}
+    return [i for i in finished if i not in kept]
 
 
 def find_checkpoint(root: str, step: int | None = None) -> str:
@@ -108,10 +130,14 @@ def find_checkpoint(root: str, step: int | None = None) -> str:
 
 
 def resume_directory(ckpt) -> str | None:
-    """The iteration folder a run resumes from; None to start fresh."""
+    """The iteration folder a run resumes from; None to start fresh (collective when it has
+    to verify folders: a tracker is missing beside iteration folders)."""
     if not ckpt.load:
         return None
     if read_tracker(ckpt.load) is None:
+        found = newest_complete(ckpt.load) if saved_iterations(ckpt.load) else None
+        if found is not None:
+            return found
         if ckpt.exit_on_missing_checkpoint:
             what = "does not exist" if not os.path.isdir(ckpt.load) else f"holds no {TRACKER}"
             raise CheckpointError(f"{ckpt.load}: {what}, and checkpoint.exit_on_missing_checkpoint "
@@ -121,11 +147,146 @@ def resume_directory(ckpt) -> str | None:
     return find_checkpoint(ckpt.load, ckpt.ckpt_step)
 
 
+def newest_complete(root: str) -> str | None:
+    """Without a tracker: the newest ``iter_*`` folder whose save completed and verifies (said
+    in one line); None when there are only unfinished saves; CheckpointError when a finished
+    save is there that cannot be verified (saved before checksums) or none verifies."""
+    rejected = []
+    for iteration in reversed(saved_iterations(root)):
+        directory = iteration_dir(root, iteration)
+        if not checksums.is_complete(directory):
+            if _is_finished(directory):
+                rejected.append(f"{os.path.basename(directory)} has no {checksums.MANIFEST}")
+            continue
+        problem = _verify(directory, raise_error=False)
+        if problem is None:
+            skipped = f" ({'; '.join(rejected)})" if rejected else ""
+            _say(f" {os.path.join(root, TRACKER)} is missing: resuming from {directory}, the "
+                 f"newest complete checkpoint{skipped}")
+            return directory
+        rejected.append(problem)
+    if rejected:
+        raise CheckpointError(f"{os.path.join(root, TRACKER)} is missing and no iteration folder "
+                              f"verifies ({'; '.join(rejected[:3])}); write the iteration to "
+                              f"resume from into {TRACKER}, or set checkpoint.load to another "
+                              "folder")
+    return None
+
+
+_VERIFIED: dict[str, int] = {}
+"""Folders this process verified, with their manifest's mtime_ns (a resume verifies once)."""
+
+
+def _verify(directory: str, raise_error: bool = True) -> str | None:
+    """Check ``directory`` against its checksum manifest on every rank (collective); the first
+    problem as one line (raised as CheckpointError, or returned). No manifest: nothing to
+    check (saved before checksums existed)."""
+    manifest = os.path.join(directory, checksums.MANIFEST)
+    stamp = os.stat(manifest).st_mtime_ns if os.path.isfile(manifest) else None
+    key = os.path.realpath(directory)
+    if stamp is not None and _VERIFIED.get(key) == stamp:
+        return None
+    problem, _ = checksums.verify(directory)
+    if problem is None:
+        if stamp is not None:
+            _VERIFIED[key] = stamp
+        return None
+    if raise_error:
+        raise CheckpointError(f"{problem}; not loaded")
+    return problem
+
+
 def _is_finished(directory: str) -> bool:
     from megatron.core import dist_checkpointing
 
     return os.path.isdir(directory) and dist_checkpointing.check_is_distributed_checkpoint(
         directory)
+
+
+def start(ckpt, train_iters: int | None = None) -> str | None:
+    """What a run does with its checkpoint folders before anything is built (collective):
+    rank 0 removes what killed saves left under ``checkpoint.save``, then the folder to resume
+    from is found (None: a fresh start) and a run that would overwrite a finished checkpoint
+    is refused."""
+    if ckpt.save:
+        failure = None
+        if _rank() == 0:
+            try:
+                remove_leftovers(ckpt.save)
+            except OSError as error:
+                failure = f"{ckpt.save}: cannot remove leftovers of unfinished saves ({error})"
+        failure = checksums.broadcast(failure)  # every rank stops, none waits in a barrier
+        if failure:
+            raise CheckpointError(failure)
+    directory = resume_directory(ckpt)
+    if ckpt.save:
+        begins = 0 if directory is None or ckpt.finetune else _iteration_of(directory)
+        _refuse_overwrite(ckpt, begins, train_iters, resumed=directory)
+    return directory
+
+
+def remove_leftovers(root: str) -> list[str]:
+    """Delete what killed saves leave under a save root, and nothing else: the tracker's temp
+    files (``.latest_checkpointed_iteration.txt.*``), manifest temp files, the loss curve's
+    (``.loss_curve.png.*.tmp``, ``.loss_curve.jsonl.*.tmp``), and ``iter_*`` folders newer than
+    the tracked iteration (unfinished saves). Returns what was removed."""
+    if not os.path.isdir(root):
+        return []
+    from mbridge_train.loss_curve import FILENAME, HISTORY
+
+    removed = []
+    for name in os.listdir(root):
+        path = os.path.join(root, name)
+        ours = name.startswith(f".{TRACKER}.") or (
+            name.startswith((f".{FILENAME}.", f".{HISTORY}.")) and name.endswith(".tmp"))
+        if ours and os.path.isfile(path):
+            os.unlink(path)
+            removed.append(path)
+    try:
+        tracked = read_tracker(root)
+    except CheckpointError:  # said on every rank when the run reads it; remove no folder
+        tracked = None
+    for iteration in saved_iterations(root):
+        directory = iteration_dir(root, iteration)
+        if tracked is not None and iteration > tracked:
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(directory)
+            continue
+        for name in os.listdir(directory):
+            if name.startswith(f".{checksums.MANIFEST}."):
+                os.unlink(os.path.join(directory, name))
+                removed.append(os.path.join(directory, name))
+    if removed:
+        _say(f" removed {len(removed)} leftover(s) of unfinished saves under {root}")
+    return removed
+
+
+def _refuse_overwrite(ckpt, begins: int, train_iters: int | None, resumed: str | None) -> None:
+    """One error when a finished checkpoint under ``checkpoint.save`` sits at an iteration this
+    run (starting at ``begins``) would save again: a fresh run in an old save folder, or a
+    resume from an older ``ckpt_step``. Without a tracker, a run resuming from that folder
+    already took its newest complete save, and newer folders failed to verify."""
+    root = ckpt.save
+    same = resumed is not None and os.path.realpath(os.path.dirname(resumed)) == \
+        os.path.realpath(root)
+    tracked = read_tracker(root)
+    if tracked is None and same:
+        return
+    end = train_iters if train_iters is not None else float("inf")
+    for iteration in saved_iterations(root):
+        if not begins < iteration <= end or (tracked is not None and iteration > tracked):
+            continue
+        directory = iteration_dir(root, iteration)
+        if checksums.is_complete(directory) or _is_finished(directory):
+            raise CheckpointError(
+                f"{directory}: a finished checkpoint this run would overwrite (it starts at "
+                f"iteration {begins}); set checkpoint.load={root} to resume from the newest one, "
+                "or set checkpoint.save to another folder")
+
+
+def _iteration_of(directory: str) -> int:
+    name = os.path.basename(os.path.normpath(directory))
+    return int(name[5:]) if name.startswith("iter_") and name[5:].isdigit() else 0
 
 
 # ----------------------------------------------------------------------------- saving
@@ -166,6 +327,7 @@ def save_checkpoint(ckpt, train_state, model: list, optimizer=None, scheduler=No
 
     def finish() -> None:
         _barrier()
+        checksums.write_manifest(directory)  # every rank's files, before the tracker moves
         if _rank() == 0:
             write_tracker(root, iteration)
             _prune(root, iteration, ckpt.most_recent_k)
@@ -213,15 +375,35 @@ def _has_state(optimizer) -> bool:
 
 def _prepare_folder(root: str, directory: str, iteration: int) -> None:
     """Rank 0 clears an unfinished earlier save of this iteration; the tracker never names a
-    folder while it is rewritten."""
+    folder while it is rewritten, and a complete save no tracker names is never replaced."""
+    refused = None
     if _rank() == 0:
         os.makedirs(root, exist_ok=True)
-        if read_tracker(root) == iteration:
-            os.remove(os.path.join(root, TRACKER))
-        if os.path.isdir(directory):
-            shutil.rmtree(directory)
-        os.makedirs(directory)
+        tracked = read_tracker(root)
+        if os.path.isdir(directory) and tracked is None and checksums.is_complete(directory) \
+                and _verifies(directory):
+            refused = (f"{directory}: a complete checkpoint that {TRACKER} does not name; this "
+                       "save would overwrite it (move it away, or resume from it with "
+                       "checkpoint.load)")
+        else:
+            if tracked == iteration:
+                os.remove(os.path.join(root, TRACKER))
+            if os.path.isdir(directory):
+                shutil.rmtree(directory)
+            os.makedirs(directory)
+    refused = checksums.broadcast(refused)  # every rank stops, none waits in a barrier
+    if refused:
+        raise CheckpointError(refused)
     _barrier()
+
+
+def _verifies(directory: str) -> bool:
+    """This process alone checks a whole folder (not collective)."""
+    try:
+        expected = checksums.read_manifest(directory)
+    except ValueError:
+        return False
+    return expected is not None and not checksums.problems(directory, expected)[0]
 
 
 def _write_config(cfg, path: str) -> None:
@@ -268,7 +450,9 @@ def _save_hf_beside(cfg, model: list, directory: str) -> None:
 
 
 def _prune(root: str, tracked: int, keep: int | None) -> None:
-    for iteration in expired(saved_iterations(root), tracked, keep):
+    iterations = saved_iterations(root)
+    complete = {i for i in iterations if checksums.is_complete(iteration_dir(root, i))}
+    for iteration in expired(iterations, tracked, keep, complete):
         shutil.rmtree(iteration_dir(root, iteration), ignore_errors=True)
 
 
@@ -312,15 +496,18 @@ def _save_strategy(ckpt):
 # ----------------------------------------------------------------------------- loading
 
 
-def load_checkpoint(state, model: list, optimizer, scheduler) -> int | None:
-    """Resume from ``checkpoint.load``: model (adapters under PEFT), optimizer and scheduler
-    (``load_optim``), RNG streams (``load_rng``) and progress. Returns the iteration loaded, or
-    None when there is nothing to resume from (fresh start)."""
+def load_checkpoint(state, model: list, optimizer, scheduler, directory: str | None = None
+                    ) -> int | None:
+    """Resume from ``checkpoint.load`` (or ``directory``, what ``start`` found): model
+    (adapters under PEFT), optimizer and scheduler (``load_optim``), RNG streams
+    (``load_rng``) and progress. Returns the iteration loaded, or None when there is nothing to
+    resume from (fresh start)."""
     cfg = state.cfg
     ckpt = cfg.checkpoint
-    directory = resume_directory(ckpt)
+    directory = directory or resume_directory(ckpt)
     if directory is None:
         return None
+    _verify(directory)
     info = _info(directory)
     adapters_only = cfg.peft is not None
     if info.get("adapters_only", False) != adapters_only:
@@ -341,10 +528,17 @@ def load_checkpoint(state, model: list, optimizer, scheduler) -> int | None:
     _load_model(model, loaded, request, lenient=ckpt.dist_ckpt_strictness in _LENIENT,
                 where=directory)
     if with_optim:
+        from mbridge_train.optim import align_param_groups, reconcile_scheduler
+
+        # The schedule first: a changed learning rate is one line, not a KeyError inside
+        # megatron's optimizer (it pairs parameter groups by their rates).
+        schedule = reconcile_scheduler(cfg, scheduler, loaded["opt_param_scheduler"], say=_say,
+                                       saved_progress=loaded.get("train_state"))
+        align_param_groups(cfg, optimizer, loaded["optimizer"])
         with torch.no_grad():  # fp32 main params can be views of the model's leaf params
             optimizer.load_state_dict(loaded["optimizer"])
         _restore_steps(optimizer)
-        scheduler.load_state_dict(loaded["opt_param_scheduler"])
+        scheduler.load_state_dict(schedule)
     else:  # main (fp32) copies of the parameters must follow the loaded weights
         optimizer.reload_model_params()
     if resume:
@@ -360,6 +554,7 @@ def load_pretrained_weights(path: str, model: list) -> str:
     ``iter_*`` folder. Under PEFT the base weights load and the adapters stay as initialised.
     Call before the optimizer is built (its main parameters copy the model's)."""
     directory = _pretrained_directory(path)
+    _verify(directory)
     if _info(directory).get("adapters_only"):
         raise CheckpointError(f"{directory}: holds PEFT adapters only; pretrained_checkpoint "
                               "needs a checkpoint of the whole base model")
@@ -374,6 +569,7 @@ def load_pretrained_weights(path: str, model: list) -> str:
 def load_adapter_weights(path: str, model: list) -> str:
     """Load only the adapters of an adapter-only (PEFT) save into an adapted ``model``."""
     directory = _pretrained_directory(path)
+    _verify(directory)
     if not _info(directory).get("adapters_only"):
         raise CheckpointError(f"{directory}: holds a full model, not PEFT adapters")
     request = _sharded_request(model, None, _sharding_metadata(None, None), adapters_only=True,
@@ -399,16 +595,69 @@ def _info(directory: str) -> dict:
 
     try:
         common = dist_checkpointing.load_common_state_dict(directory)
-    except Exception as error:  # noqa: BLE001 - any unreadable file is one error naming it
-        raise CheckpointError(f"{directory}: unreadable checkpoint "
-                              f"({type(error).__name__}: {_first_line(error)})") from None
+    except _LOAD_FAILURES as error:  # any unreadable file is one error naming it
+        raise _load_failure(directory, error, "unreadable checkpoint") from None
     return common.get(_INFO) or {}
+
+
+def _load_failures() -> tuple:
+    from torch.distributed.checkpoint.api import CheckpointException
+
+    return (Exception, CheckpointException)  # torch's is a BaseException
+
+
+_LOAD_FAILURES = _load_failures()
+
+
+def _load_failure(directory: str, error: BaseException, what: str) -> CheckpointError:
+    """One line for a failed read: the shard that is missing or shorter than the checkpoint's
+    metadata says when there is one (torch reports only 'CheckpointException ranks:...'),
+    else the first line of the underlying error."""
+    damaged = _damaged_shard(directory)
+    if damaged is not None:
+        return CheckpointError(f"{damaged}; not loaded")
+    return CheckpointError(f"{directory}: {what} ({_failure_text(error)})")
+
+
+def _failure_text(error: BaseException) -> str:
+    failures = getattr(error, "failures", None)
+    if isinstance(failures, dict) and failures:
+        rank, wrapped = sorted(failures.items())[0]
+        inner = wrapped[0] if isinstance(wrapped, tuple) else wrapped
+        if isinstance(inner, BaseException):
+            return f"rank {rank}: {type(inner).__name__}: {_first_line(inner)}"
+    return f"{type(error).__name__}: {_first_line(error)}"
+
+
+def _damaged_shard(directory: str) -> str | None:
+    """The first data file the DCP metadata points into that is missing or too short."""
+    from torch.distributed.checkpoint import FileSystemReader
+
+    try:
+        storage = FileSystemReader(directory).read_metadata().storage_data or {}
+    except Exception:  # noqa: BLE001 - unreadable metadata is reported by the caller
+        return None
+    needed: dict[str, int] = {}
+    for info in storage.values():
+        end = int(info.offset) + int(info.length)
+        needed[info.relative_path] = max(needed.get(info.relative_path, 0), end)
+    for name, end in sorted(needed.items()):
+        path = os.path.join(directory, name)
+        if not os.path.isfile(path):
+            return f"{path}: missing (the checkpoint's metadata points into it)"
+        if os.path.getsize(path) < end:
+            return (f"{path}: truncated ({os.path.getsize(path)} bytes, the checkpoint's "
+                    f"metadata needs {end})")
+    return None
 
 
 def _content_metadata(directory: str) -> dict | None:
     from megatron.core import dist_checkpointing
 
-    return dist_checkpointing.load_content_metadata(directory)
+    try:
+        return dist_checkpointing.load_content_metadata(directory)
+    except _LOAD_FAILURES as error:
+        raise _load_failure(directory, error, "unreadable checkpoint metadata") from None
 
 
 def _load(request: dict, directory: str, strictness: str) -> dict:
@@ -420,9 +669,8 @@ def _load(request: dict, directory: str, strictness: str) -> dict:
         loaded = dist_checkpointing.load(request, directory, strict=strictness)
     except CheckpointError:
         raise
-    except Exception as error:  # noqa: BLE001
-        raise CheckpointError(f"{directory}: cannot load ({type(error).__name__}: "
-                              f"{_first_line(error)})") from None
+    except _LOAD_FAILURES as error:
+        raise _load_failure(directory, error, "cannot load") from None
     return loaded[0] if isinstance(loaded, tuple) else loaded
 
 

@@ -51,8 +51,10 @@ def sample_counts(cfg) -> list[int]:
 def build_datasets(cfg, tokenizer):
     """(train, valid, test) datasets for the config's dataset type."""
     if isinstance(cfg.dataset, FinetuningDatasetConfig):
-        return mbridge_data.build_finetuning_datasets(cfg.dataset, tokenizer)
-    return mbridge_data.build_pretraining_datasets(cfg.dataset, tokenizer, sample_counts(cfg))
+        return mbridge_data.build_finetuning_datasets(cfg.dataset, tokenizer,
+                                                      vocab_size=cfg.model.vocab_size)
+    return mbridge_data.build_pretraining_datasets(cfg.dataset, tokenizer, sample_counts(cfg),
+                                                   vocab_size=cfg.model.vocab_size)
 
 
 def build_iterators(cfg, datasets, train_state, data_parallel_rank: int,

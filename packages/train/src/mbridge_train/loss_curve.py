@@ -5,19 +5,76 @@ It goes to ``<checkpoint.save>/loss_curve.png`` (beside the checkpoints it descr
 ``<logger.tensorboard_dir>/loss_curve.png``, else nowhere. The image is drawn with matplotlib's
 Agg canvas (no display, no pyplot global state) into a temporary file in the same folder and
 renamed at the end, so a reader never sees a half-written PNG under the final name.
+
+The curve covers the whole run across resumes: every step's losses and every validation result
+are appended to ``loss_curve.jsonl`` beside the PNG as they happen (one JSON object a line), and
+a resumed run first cuts that file back to the step it resumed from, so steps a killed run did
+after its last checkpoint, done again now, are drawn once. A line cut short by a kill is skipped.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 
 FILENAME = "loss_curve.png"
+HISTORY = "loss_curve.jsonl"
 
 
 def destination(cfg) -> str | None:
     folder = cfg.checkpoint.save or cfg.logger.tensorboard_dir
     return os.path.join(folder, FILENAME) if folder else None
+
+
+def history_path(cfg) -> str | None:
+    path = destination(cfg)
+    return os.path.join(os.path.dirname(path), HISTORY) if path else None
+
+
+def resume_history(path: str, step: int) -> tuple[list[tuple[int, dict[str, float]]], list[dict]]:
+    """(train points, validation records) of the run so far, up to and including ``step``
+    (where this run resumes; 0: a fresh start). The file is rewritten to hold exactly those
+    (temp name + rename)."""
+    train, evaluations, kept = [], [], []
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                    at = int(record["step"])
+                except (ValueError, KeyError, TypeError):
+                    continue  # cut short by a kill
+                if at > step:
+                    continue
+                kept.append(line if line.endswith("\n") else line + "\n")
+                if "split" in record:
+                    evaluations.append(record)
+                else:
+                    train.append((at, dict(record.get("losses", {}))))
+    _replace(path, "".join(kept).encode())
+    return train, evaluations
+
+
+def append_history(path: str, record: dict) -> None:
+    """One train step ({"step", "losses"}) or evaluation ({"step", "split", ...}) record."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _replace(path: str, data: bytes) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def write_loss_curve(path: str, train: list[tuple[int, dict[str, float]]],

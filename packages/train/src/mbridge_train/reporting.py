@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from mbridge_train import loss_curve
 from mbridge_train import throughput as tp
 
 TIMER_NAMES = ("forward-backward", "forward-compute", "backward-compute", "optimizer")
@@ -30,7 +31,14 @@ class Reporter:
         self.peak = tp.current_device_peak_flops()
         self.fp16 = bool(getattr(cfg.model, "fp16", False) or getattr(cfg.optimizer, "fp16", False))
         self.train_curve: list[tuple[int, dict[str, float]]] = []
-        """(step, losses) of every training step, on the logging rank (the loss-curve plot)."""
+        """(step, losses) of every training step, on the logging rank (the loss-curve plot),
+        earlier runs of a resumed one included."""
+        self.earlier_evaluations: list[dict] = []
+        """Validation records of the runs this one resumes (from loss_curve.jsonl)."""
+        self._history = loss_curve.history_path(cfg) if logging_rank else None
+        if self._history is not None:
+            self.train_curve, self.earlier_evaluations = loss_curve.resume_history(
+                self._history, state.train_state.step)
         self._window_s, self._window_steps, self._window_skipped = 0.0, 0, 0
         self._bar = None
         if logging_rank and sys.stdout.isatty():
@@ -65,6 +73,8 @@ class Reporter:
         self._window_skipped += int(skipped)
         if self.logging and losses:
             self.train_curve.append((step, dict(losses)))
+            if self._history is not None:
+                loss_curve.append_history(self._history, {"step": step, "losses": losses})
         lr = run.scheduler.get_lr(run.optimizer.param_groups[0])
         loss_scale = float(run.optimizer.get_loss_scale()) if self.fp16 else None
         if self._bar is not None:
@@ -124,6 +134,8 @@ class Reporter:
     def evaluation(self, name: str, step: int, results: dict[str, float]) -> None:
         if not results:
             return
+        if self._history is not None:
+            loss_curve.append_history(self._history, {"step": step, "split": name, **results})
         shown = " | ".join(f"{k}: {v:.6g}" for k, v in results.items())
         self.print(f" {name} at iteration {step} | {shown}")
         scalars = {}

@@ -89,7 +89,7 @@ def setup(cfg, *, training_mode: str = "pretrain") -> Run:
         data_parallel_random_init=cfg.rng.data_parallel_random_init)
     # Weights first: the optimizer's main parameters copy the model's when it is built.
     # A PEFT run always starts from its base model; its own checkpoints hold the adapters.
-    resume_from = checkpointing.resume_directory(cfg.checkpoint)
+    resume_from = checkpointing.start(cfg.checkpoint, cfg.train.train_iters)
     if training_mode == "finetune" and cfg.checkpoint.pretrained_checkpoint and (
             resume_from is None or cfg.peft is not None):
         checkpointing.load_pretrained_weights(cfg.checkpoint.pretrained_checkpoint, model)
@@ -97,7 +97,7 @@ def setup(cfg, *, training_mode: str = "pretrain") -> Run:
     scheduler = build_scheduler(cfg, optimizer)
     hooks = _schedule_hooks(model, optimizer, cfg)
     if resume_from is not None:  # before the iterators: they resume at the consumed samples
-        checkpointing.load_checkpoint(state, model, optimizer, scheduler)
+        checkpointing.load_checkpoint(state, model, optimizer, scheduler, resume_from)
 
     datasets = data_setup.build_datasets(cfg, state.tokenizer)
     iterators = data_setup.build_iterators(
@@ -401,7 +401,8 @@ def _write_loss_curve(run: Run, reporter: Reporter) -> None:
     path = loss_curve.destination(run.state.cfg)
     if path is None or not reporter.train_curve:
         return
-    loss_curve.write_loss_curve(path, reporter.train_curve, run.history)
+    loss_curve.write_loss_curve(path, reporter.train_curve,
+                                reporter.earlier_evaluations + run.history)
     reporter.print(f" loss curve: {path}")
 
 

@@ -33,8 +33,10 @@ def split_path(root: str | Path, split: str) -> Path:
     return path
 
 
-def build_finetuning_datasets(cfg, tokenizer: Tokenizer) -> tuple:
-    """(train, validation, test) datasets; None for a split that is switched off."""
+def build_finetuning_datasets(cfg, tokenizer: Tokenizer, vocab_size: int | None = None) -> tuple:
+    """(train, validation, test) datasets; None for a split that is switched off.
+    ``vocab_size``: the model's embedding rows; a tokenized id at or above it is a DataError
+    naming the split's file (the ids are materialized here, so the check is a max)."""
     if not cfg.dataset_root:
         raise DataError("dataset.dataset_root: needs the folder holding training.jsonl")
     root = Path(cfg.dataset_root)
@@ -49,7 +51,19 @@ def build_finetuning_datasets(cfg, tokenizer: Tokenizer) -> tuple:
             out[split] = _packed(cfg, tokenizer, split, path, limit)
         else:
             out[split] = SFTDataset(path, tokenizer, cfg.seq_length, cfg.dataset_kwargs, limit)
+        if vocab_size is not None:
+            _check_ids(out[split], vocab_size, path)
     return out.get("train"), out.get("validation"), out.get("test")
+
+
+def _check_ids(dataset, vocab_size: int, source: Path) -> None:
+    packed = getattr(dataset, "split", None)
+    arrays = [packed.tokens] if packed is not None else [
+        s.tokens for s in getattr(dataset, "samples", [])]
+    largest = max((int(a.max()) for a in arrays if len(a)), default=-1)
+    if largest >= vocab_size:
+        raise DataError(f"{source}: tokenized to id {largest}, out of the model's vocabulary "
+                        f"(model.vocab_size={vocab_size}); use the model's own tokenizer")
 
 
 def packed_paths(cfg, tokenizer: Tokenizer, split: str) -> tuple[Path, Path]:
