@@ -12,6 +12,7 @@ import pytest
 from multirank import run_ranks
 
 import tiny_run
+from mbridge_train import checksums
 
 pytestmark = pytest.mark.multiproc
 
@@ -59,6 +60,10 @@ def test_training_goes_on_while_the_write_runs_and_the_tracker_waits_for_it(tmp_
     assert started < step3 < finished  # step 3 ran during the 3 s write
     assert lines.index(f"saved checkpoint {tmp_path}/iter_0000004") > finished
     assert (tmp_path / "latest_checkpointed_iteration.txt").read_text().strip() == "4"
+    for folder in ("iter_0000002", "iter_0000004"):  # the writer's checksums, merged
+        assert (tmp_path / folder / "checksums.json").is_file()
+        assert not list((tmp_path / folder).glob(".checksums.rank*"))
+        assert checksums.verify(str(tmp_path / folder))[0] is None
 
 
 def _failing_write_run(rank, world, tmp):

@@ -450,8 +450,8 @@ def _lora_finetune(rank, world, tmp):
                                 peft=_lora()))
     saved = ck._saved_shapes(str(tmp / "lora" / "iter_0000002"))
     return dict(start=start, trainable=trainable, saved=saved,
-                straight=(_losses(straight), _weights(straight)),
-                resumed=(_losses(first) + _losses(resumed), _weights(resumed)),
+                straight=(_losses(straight), [], _weights(straight)),
+                resumed=(_losses(first) + _losses(resumed), [], _weights(resumed)),
                 steps=(first.state.train_state.step, resumed.state.train_state.step))
 
 

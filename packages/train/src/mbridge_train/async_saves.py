@@ -5,7 +5,8 @@ The worker must not see weights the next optimizer step changes, so the tensors 
 first. megatron stages to pinned host memory while training waits (~1 GB/s for a fresh pinned
 buffer: 20 s for the 1B recipe's 17 GB); on a GPU with room for a second copy mbridge instead
 snapshots them on the device (a device-to-device copy, milliseconds) and the worker copies that
-snapshot to the host and writes it, so the step that starts a save pays only the copy. A save is
+snapshot to the host and writes it, so the step that starts a save pays only the copy. The worker also computes the checksums of
+the files it wrote (``checksums.record_written``), so finalizing reads no shard again. A save is
 finished only when every rank's worker is done: then, in the finalize step (collective, taken by
 the loop between steps), megatron writes the checkpoint's metadata and mbridge moves the tracker
 to it. So a restart never sees a save whose write is still running, and the next save, the end
@@ -73,6 +74,9 @@ def schedule(request, iteration: int, directory: str, finalize: Callable[[], Non
     snapshot = None
     if persistent and request.preload_fn is not None:
         request, snapshot = _snapshot_on_device(request)
+    elif request.async_fn is not None:
+        hashed = functools.partial(write_and_hash, request.async_fn, stage=False)
+        request = request._replace(async_fn=hashed)
     call = _queue.schedule_async_request(request)
     _pending.append(_Pending(call, iteration, directory, snapshot))
 
@@ -98,17 +102,24 @@ def _snapshot_on_device(request):
                 for name, key, (items, tensors) in buckets]
     torch.cuda.current_stream().synchronize()  # the worker reads the copies from another process
     args[_BUCKETS] = snapshot
-    staged = functools.partial(stage_and_write, request.async_fn)
+    staged = functools.partial(write_and_hash, request.async_fn, stage=True)
     return request._replace(async_fn=staged, async_fn_args=tuple(args), preload_fn=None), snapshot
 
 
-def stage_and_write(write, rank, buckets, results_queue):
-    """In the worker: the device snapshot to host memory, bucket by bucket, then megatron's
-    write. Pageable copies: a one-off pinned buffer of this size costs more than it saves."""
-    staged = [(name, key, (items, [(item, t.to("cpu")) for item, t in tensors]))
-              for name, key, (items, tensors) in buckets]
+def write_and_hash(write, rank, buckets, results_queue, *, stage: bool):
+    """In the worker: (``stage``) the device snapshot to host memory, then megatron's write,
+    then the written files' checksums (``checksums.record_written``), so finalizing the save
+    in the training process reads nothing. Pageable copies: a one-off pinned buffer of this
+    size costs more than it saves."""
+    from mbridge_train import checksums
+
+    paths = [name for name, _, _ in buckets]
+    if stage:
+        buckets = [(name, key, (items, [(item, t.to("cpu")) for item, t in tensors]))
+                   for name, key, (items, tensors) in buckets]
+    write(rank, buckets, results_queue)
     del buckets
-    return write(rank, staged, results_queue)
+    checksums.record_written(paths, rank)
 
 
 def pending_iterations() -> list[int]:

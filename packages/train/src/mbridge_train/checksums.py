@@ -6,7 +6,8 @@ disk and writes ``checksums.json`` into it (temp name + rename) before the track
 ``verify`` (collective) re-hashes at load and returns the first file whose size or checksum
 differs. Each rank hashes the shards it wrote (``__<rank>_<k>.distcp``, still in its page
 cache), rank 0 the shared files, each rank over a few threads, so the cost is one extra read of
-the largest rank's share.
+the largest rank's share (none for an async save: its background writer records the checksums
+of what it wrote, ``record_written``, and the manifest takes those).
 CRC-32 (zlib, streamed in 8 MiB chunks) is the hash: in the standard library, ~2 GB/s per
 core, and it catches garbage and truncation, which is what it is for (not an attacker).
 
@@ -30,6 +31,7 @@ MANIFEST = "checksums.json"
 ALGORITHM = "crc32"
 CHUNK = 8 << 20
 _SHARD = re.compile(r"^__(\d+)_\d+\.distcp$")
+_RECORDED = ".checksums.rank{rank}.json"  # what an async save's writer hashed (record_written)
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ def folder_files(directory: str) -> list[str]:
     names = []
     for parent, _, files in os.walk(directory):
         for name in files:
-            if name == MANIFEST or name.startswith(f".{MANIFEST}."):
+            if name == MANIFEST or name.startswith((f".{MANIFEST}.", ".checksums.rank")):
                 continue
             rel = os.path.relpath(os.path.join(parent, name), directory)
             names.append(rel.replace(os.sep, "/"))
@@ -71,13 +73,39 @@ def owner(name: str, world_size: int) -> int:
     return int(match.group(1)) % world_size if match else 0
 
 
+def record_written(paths: list[str], rank: int) -> None:
+    """Checksums of the files this rank just wrote, computed by the background writer of an
+    async save while training goes on: ``write_manifest`` then takes them instead of reading
+    the files again in the training process."""
+    if not paths:
+        return
+    sums = _in_threads(file_checksum, paths)
+    entries = {os.path.basename(path): list(result) for path, result in zip(paths, sums)}
+    _write_atomic(os.path.join(os.path.dirname(paths[0]), _RECORDED.format(rank=rank)),
+                  json.dumps(entries))
+
+
+def _recorded(directory: str, rank: int) -> dict[str, list]:
+    path = os.path.join(directory, _RECORDED.format(rank=rank))
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
 def hash_share(directory: str, names: list[str], rank: int,
                world_size: int) -> tuple[dict[str, list], HashCost]:
-    """{name: [size, crc]} of this rank's share of ``names``, and what it cost."""
+    """{name: [size, crc]} of this rank's share of ``names``, and what it cost (files the
+    writer recorded, at their current size, are not read again)."""
     began = time.perf_counter()
     mine = [name for name in names if owner(name, world_size) == rank]
-    sums = _in_threads(file_checksum, [os.path.join(directory, name) for name in mine])
-    entries = {name: list(result) for name, result in zip(mine, sums)}
+    recorded = _recorded(directory, rank)
+    entries = {name: recorded[name] for name in mine if name in recorded
+               and recorded[name][0] == os.path.getsize(os.path.join(directory, name))}
+    left = [name for name in mine if name not in entries]
+    sums = _in_threads(file_checksum, [os.path.join(directory, name) for name in left])
+    entries.update({name: list(result) for name, result in zip(left, sums)})
     seconds = time.perf_counter() - began
     return entries, HashCost(len(entries), sum(size for size, _ in entries.values()), seconds)
 
@@ -90,6 +118,10 @@ def write_manifest(directory: str) -> HashCost:
     names = broadcast(names)
     entries, cost = hash_share(directory, names, rank, world)
     gathered = _gather((entries, cost.seconds))
+    try:
+        os.remove(os.path.join(directory, _RECORDED.format(rank=rank)))
+    except FileNotFoundError:
+        pass
     if rank == 0:
         files = {}
         for part, _ in gathered:
