@@ -2,11 +2,14 @@
 
     python3 benchmarks/checkpoint.py --out DIR [--tiny]              # the driver: every phase
     python3 benchmarks/checkpoint.py --phase sync|async --out DIR    # one training run
+        [--iters N --save-interval K --phases sync,async]
 
 Each phase is its own process (``mbridge.recipes.llama.llama32_1b``, mock data, bf16, the
 distributed optimizer, seq 4096, micro-batch 2; ``--tiny``: ``tiny.gpt_tiny`` on the CPU). A
-phase trains 10 steps and saves after steps 5 and 10 (model, optimizer, RNG: a resumable
-checkpoint) with ``checkpoint.async_save`` off or on, then a fresh setup loads the last one.
+phase trains ``--iters`` steps (10) and saves every ``--save-interval`` (5) steps (model,
+optimizer, RNG: a resumable checkpoint) with ``checkpoint.async_save`` off or on, then a fresh
+setup loads the last one. An async save that starts before the previous one's write finished
+waits for it: space the saves wider than a write to see the steady state.
 
 Reported per phase: the median normal step; the step that starts a save (its training step
 plus the blocking part of the save call: for a sync save the whole write, for an async one the
@@ -32,8 +35,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import commit, device_name, write_json, write_text  # noqa: E402
 
-SAVE_AT = (5, 10)
-ITERS = 10
 
 
 def build_config(args, root: str, async_save: bool):
@@ -43,7 +44,8 @@ def build_config(args, root: str, async_save: bool):
 
     seq = 64 if args.tiny else args.seq
     common = dict(micro_batch_size=args.micro_batch, global_batch_size=args.micro_batch,
-                  train_iters=ITERS, lr_warmup_iters=1, lr_decay_iters=ITERS, seq_length=seq,
+                  train_iters=args.iters, lr_warmup_iters=1, lr_decay_iters=args.iters,
+                  seq_length=seq,
                   dir=root)
     if args.tiny:
         cfg = recipes.tiny.gpt_tiny.pretrain_config(**common)
@@ -58,18 +60,18 @@ def build_config(args, root: str, async_save: bool):
     cfg.logger.log_interval, cfg.logger.tensorboard_dir = 1, None
     ckpt = cfg.checkpoint
     ckpt.save = ckpt.load = os.path.join(root, "checkpoints")
-    ckpt.save_interval, ckpt.most_recent_k, ckpt.async_save = SAVE_AT[0], 1, async_save
+    ckpt.save_interval, ckpt.most_recent_k, ckpt.async_save = args.save_interval, 1, async_save
     return cfg
 
 
 def run_phase(args) -> None:
-    """Train with saves after SAVE_AT, timing each save call and when each save finished;
-    then a fresh setup that loads the last checkpoint, timed."""
+    """Train with a save every --save-interval steps, timing each save call and when each save
+    finished; then a fresh setup that loads the last checkpoint, timed."""
     import torch
 
     from mbridge.training.gpt_step import forward_step
     from mbridge_models import runtime
-    from mbridge_train import async_saves, checkpointing, training
+    from mbridge_train import async_saves, checkpointing, checksums, training
 
     runtime.activate()
     root = str(Path(args.out) / "runs" / args.phase)
@@ -104,6 +106,7 @@ def run_phase(args) -> None:
     steps = {h["step"]: h["step_time_s"] for h in run.history if "split" not in h}
     directory = checkpointing.find_checkpoint(cfg.checkpoint.save)
     size = sum(f.stat().st_size for f in Path(directory).rglob("*") if f.is_file())
+    crc = checksums.measure(directory)  # what hashing it costs one process
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
     training.teardown()
 
@@ -123,9 +126,10 @@ def run_phase(args) -> None:
     training.setup(cfg)
     training.teardown()
 
-    normal = [t for s, t in steps.items() if s not in SAVE_AT and s - 1 not in SAVE_AT and s > 2]
+    saved_at = sorted(save_calls)
+    normal = [t for s, t in steps.items() if s not in saved_at and s - 1 not in saved_at and s > 2]
     rows = []
-    for at in SAVE_AT:
+    for at in saved_at:
         began, returned = save_calls[at]
         starting = steps[at] + (returned - began)
         rows.append({"iteration": at, "save_call_s": returned - began,
@@ -138,6 +142,7 @@ def run_phase(args) -> None:
     result = {"phase": args.phase, "normal_step_s_median": statistics.median(normal),
               "normal_step_s_min": min(normal), "normal_step_s_max": max(normal),
               "saves": rows, "checkpoint_bytes": size, "load_s": load_times[0],
+              "crc32_gbps_one_process": crc.bytes / crc.seconds / 1e9 if crc.seconds else None,
               "peak_memory_gib": peak, "steps": steps}
     shutil.rmtree(root, ignore_errors=True)
     write_json(Path(args.out) / "phases" / f"{args.phase}.json", result)
@@ -193,9 +198,10 @@ def d2h_gbps() -> float | None:
 def drive(args) -> dict:
     disk = disk_write_gbps(Path(args.out))
     phases = {}
-    for phase in ("sync", "async"):
+    for phase in args.phases.split(","):
         command = [sys.executable, str(Path(__file__).resolve()), "--phase", phase, "--out",
-                   args.out, "--seq", str(args.seq), "--micro-batch", str(args.micro_batch)]
+                   args.out, "--seq", str(args.seq), "--micro-batch", str(args.micro_batch),
+                   "--iters", str(args.iters), "--save-interval", str(args.save_interval)]
         command += ["--tiny"] if args.tiny else []
         print(f"[checkpoint] {' '.join(command)}", flush=True)
         env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29531", "RANK": "0",
@@ -260,6 +266,9 @@ def main() -> None:
     parser.add_argument("--seq", type=int, default=4096)
     parser.add_argument("--micro-batch", type=int, default=2)
     parser.add_argument("--tiny", action="store_true")
+    parser.add_argument("--iters", type=int, default=10)
+    parser.add_argument("--save-interval", type=int, default=5)
+    parser.add_argument("--phases", default="sync,async")
     args = parser.parse_args()
     if args.phase:
         run_phase(args)
