@@ -5,8 +5,12 @@ naming the iteration and the rank. (Exact resume with async saves: test_checkpoi
 from __future__ import annotations
 
 import functools
+import json
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from multirank import run_ranks
@@ -131,9 +135,24 @@ def _weights(model) -> dict:
             for k, v in chunk.state_dict().items() if hasattr(v, "detach")}
 
 
+_FRESH_PROCESS = """
+import json, sys
+sys.path[:0] = sys.argv[1:3]
+from multirank import run_ranks
+import test_async_saves
+print(json.dumps(run_ranks(test_async_saves._snapshot_run, 1, sys.argv[3])[0]))
+"""
+
+
 @pytest.mark.gpu
 def test_persistent_worker_writes_the_weights_of_the_step_that_saved(tmp_path):
-    (result,) = run_ranks(_snapshot_run, 1, str(tmp_path))
+    # From a fresh process: this one has initialised CUDA (the module's warm-up), and a
+    # forked rank cannot use CUDA after that.
+    here = Path(__file__).resolve().parent
+    done = subprocess.run([sys.executable, "-c", _FRESH_PROCESS, str(here), str(here.parent),
+                           str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["snapshot"]  # the persistent worker + device snapshot path ran
     assert result["differ"]  # training moved the weights between the saves
-    assert result["same"] == {2: True, 4: True}
+    assert result["same"] == {"2": True, "4": True}
