@@ -61,6 +61,7 @@ def build_config(args, root: str, async_save: bool):
     ckpt = cfg.checkpoint
     ckpt.save = ckpt.load = os.path.join(root, "checkpoints")
     ckpt.save_interval, ckpt.most_recent_k, ckpt.async_save = args.save_interval, 1, async_save
+    ckpt.ckpt_assume_constant_structure = args.constant_structure
     return cfg
 
 
@@ -202,6 +203,7 @@ def drive(args) -> dict:
         command = [sys.executable, str(Path(__file__).resolve()), "--phase", phase, "--out",
                    args.out, "--seq", str(args.seq), "--micro-batch", str(args.micro_batch),
                    "--iters", str(args.iters), "--save-interval", str(args.save_interval)]
+        command += ["--constant-structure"] if args.constant_structure else []
         command += ["--tiny"] if args.tiny else []
         print(f"[checkpoint] {' '.join(command)}", flush=True)
         env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29531", "RANK": "0",
@@ -269,6 +271,8 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--save-interval", type=int, default=5)
     parser.add_argument("--phases", default="sync,async")
+    parser.add_argument("--constant-structure", action="store_true",
+                        help="checkpoint.ckpt_assume_constant_structure: plan the save once")
     args = parser.parse_args()
     if args.phase:
         run_phase(args)

@@ -112,8 +112,10 @@ def test_resume_is_exact_on_one_rank(tmp_path):
 
 
 # Validation every step, each evaluation reading the next batches: the resumed run's evaluations
-# must continue where the first run's stopped (not re-read its batches); async saves on top.
-_VALIDATED_ASYNC = dict(eval_interval=1, eval_iters=1, async_save=True, save_interval=1)
+# must continue where the first run's stopped (not re-read its batches); async saves with the
+# save plan made once (ckpt_assume_constant_structure) on top.
+_VALIDATED_ASYNC = dict(eval_interval=1, eval_iters=1, async_save=True, save_interval=1,
+                        ckpt_assume_constant_structure=True)
 
 
 def test_async_saves_and_validation_resume_exactly_on_one_rank(tmp_path):

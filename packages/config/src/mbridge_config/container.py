@@ -123,9 +123,10 @@ class ConfigContainer:
 
     def to_yaml(self, path: str | os.PathLike | None = None) -> str:
         """The YAML text; also written (atomically) to ``path`` when given."""
+        text = serialization.to_yaml_text(self)
         if path is not None:
-            serialization.write_yaml(self, path)
-        return serialization.to_yaml_text(self)
+            serialization.write_text(path, text)
+        return text
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike,

@@ -66,7 +66,11 @@ def to_yaml_text(config: Any) -> str:
 
 def write_yaml(config: Any, path: str | os.PathLike) -> None:
     """Write atomically: a temp file in the same folder, renamed over the target."""
-    text = to_yaml_text(config)
+    write_text(path, to_yaml_text(config))
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """``text`` to ``path`` through a temp file in the same folder, renamed over the target."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")

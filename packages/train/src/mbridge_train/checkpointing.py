@@ -337,7 +337,9 @@ def save_checkpoint(ckpt, train_state, model: list, optimizer=None, scheduler=No
     if ckpt.async_save:
         persistent = async_saves.persistent_worker(ckpt)
         async_saves.prepare_results_queue(persistent)
+        validate = _validate_access(ckpt)
         pending = dist_checkpointing.save(request, directory, _save_strategy(ckpt),
+                                          validate_access_integrity=validate,
                                           async_sharded_save=True, async_strategy="mcore",
                                           content_metadata=_serializable(metadata))
         async_saves.schedule(pending, iteration, directory, finish, persistent)
@@ -345,7 +347,9 @@ def save_checkpoint(ckpt, train_state, model: list, optimizer=None, scheduler=No
         _say(f" saving checkpoint {directory} in the background")
         return directory
     _in_process_write_results()
+    validate = _validate_access(ckpt)
     dist_checkpointing.save(request, directory, _save_strategy(ckpt),
+                            validate_access_integrity=validate,
                             content_metadata=_serializable(metadata))
     beside()
     finish()
@@ -408,11 +412,21 @@ def _verifies(directory: str) -> bool:
 
 def _write_config(cfg, path: str) -> None:
     """The run's config beside its checkpoint, for humans. A config YAML cannot hold (a
-    lambda) costs a warning, not the save."""
-    try:
-        cfg.to_yaml(path)
-    except ConfigError as error:
-        warnings.warn(f"{path} not written: {error}", stacklevel=2)
+    lambda) costs a warning, not the save. The text is made once per run (~0.1 s of YAML
+    emitting, which every save would otherwise add to the step that starts it)."""
+    from mbridge_config.serialization import write_text
+
+    key = id(cfg)
+    if key not in _config_texts:
+        try:
+            _config_texts[key] = cfg.to_yaml()
+        except ConfigError as error:
+            _config_texts[key] = error
+    text = _config_texts[key]
+    if isinstance(text, ConfigError):
+        warnings.warn(f"{path} not written: {text}", stacklevel=2)
+        return
+    write_text(path, text)
 
 
 def _write_hf_assets(cfg, directory: str) -> None:
@@ -479,18 +493,44 @@ def _in_process_write_results() -> None:
         filesystem_async._results_queue = queue.Queue()
 
 
+_reused_strategy = None  # with ckpt_assume_constant_structure: one per run, its plan cached
+_config_texts: dict[int, str | ConfigError] = {}  # the run's config as YAML, made once
+
+
 def _save_strategy(ckpt):
+    """torch_dist's save strategy; with ``checkpoint.ckpt_assume_constant_structure`` the same
+    one for every save of the process, so its plan and metadata are computed once (megatron
+    caches them on the strategy) and the per-save planning drops out of the step."""
+    global _reused_strategy
     from megatron.core import parallel_state as ps
     from megatron.core.dist_checkpointing.serialization import get_default_save_sharded_strategy
     from megatron.core.dist_checkpointing.strategies.fully_parallel import (
         FullyParallelSaveStrategyWrapper)
 
+    constant = bool(ckpt.ckpt_assume_constant_structure)
+    if constant and _reused_strategy is not None:
+        return _reused_strategy
     strategy = get_default_save_sharded_strategy()
+    strategy.use_cached_ckpt_structure = constant
     if ckpt.fully_parallel_save and ps.get_data_parallel_world_size() > 1:
         strategy = FullyParallelSaveStrategyWrapper(
-            strategy, ps.get_data_parallel_group(with_context_parallel=True),
-            ckpt.ckpt_assume_constant_structure)
+            strategy, ps.get_data_parallel_group(with_context_parallel=True), constant)
+    if constant:
+        _reused_strategy = strategy
     return strategy
+
+
+def new_run() -> None:
+    """A new run (another config, model or layout) plans its saves afresh."""
+    global _reused_strategy
+    _reused_strategy = None
+    _config_texts.clear()
+
+
+def _validate_access(ckpt) -> bool:
+    """The all-rank check that every shard is written exactly once: on the first save only
+    when the structure is assumed constant."""
+    return not (ckpt.ckpt_assume_constant_structure and _reused_strategy is not None)
 
 
 # ----------------------------------------------------------------------------- loading

@@ -66,6 +66,7 @@ def setup(cfg, *, training_mode: str = "pretrain") -> Run:
     cfg.finalize()
     cfg.validate(world_size)
     initialize_distributed(cfg.dist)
+    checkpointing.new_run()
     cpu_precision.configure(cfg)
     preflight.run(cfg)
     state = GlobalState(cfg=cfg)
