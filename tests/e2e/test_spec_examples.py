@@ -119,7 +119,7 @@ def test_configuration_migration_examples(e2e_data, tmp_path):
     result = rank["result"]
     assert result["validated"]["preset_precision"] == (True, torch.bfloat16)
     assert result["validated"]["detailed_precision"] == (True, torch.bfloat16)
-    assert "checkpoint.async_save" in result["async_save_refused"]
+    assert result["async_save"]  # the spec's async saves, finished before the run returned
     (history,) = rank["histories"]
     assert [h["step"] for h in history if "split" not in h] == list(range(1, 7))
     assert _tracker(tmp_path / "checkpoints") == 6

@@ -10,7 +10,7 @@ from mbridge.training import pretrain
 from mbridge.training.gpt_step import forward_step
 
 SMALL = dict(num_layers=2, hidden_size=64, ffn_hidden_size=128, num_attention_heads=4,
-             num_query_groups=4, vocab_size=512, seq_length=32)
+             num_query_groups=4, vocab_size=1024, seq_length=32)  # the e2e data's tokenizer
 
 
 def scale_down(cfg, tensor_parallel):
