@@ -2,7 +2,7 @@
 async saves alternating), then restart, again and again: every restart resumes from the newest
 complete checkpoint the tracker names, never a partial one; most_recent_k never leaves a run
 without a complete checkpoint; and every step's loss, however often it was redone, equals the
-uninterrupted run's. The default suite kills twice; the slow test 24 times."""
+uninterrupted run's. The default suite kills twice; the slow test 20 times."""
 
 from __future__ import annotations
 
@@ -123,8 +123,9 @@ def test_sigkill_at_random_moments_never_loads_a_partial_checkpoint(tmp_path,
 
 
 @pytest.mark.slow
-def test_sigkill_24_times_sync_and_async(tmp_path, tmp_path_factory):
+@pytest.mark.timeout(2400)  # 22 restarts of a training process, ~10-20 s each
+def test_sigkill_20_times_sync_and_async(tmp_path, tmp_path_factory):
     reference = _reference(tmp_path_factory, iters=120)
-    killed, during_save = _kill_and_restart(tmp_path, reference, kills=24, seed=1)
-    assert killed >= 20
+    killed, during_save = _kill_and_restart(tmp_path, reference, kills=20, seed=1)
+    assert killed == 20
     assert during_save >= killed // 4  # many kills landed inside a save

@@ -74,7 +74,7 @@ def schedule(request, iteration: int, directory: str, finalize: Callable[[], Non
     snapshot = None
     if persistent and request.preload_fn is not None:
         request, snapshot = _snapshot_on_device(request)
-    elif request.async_fn is not None:
+    if snapshot is None and request.async_fn is not None:  # staged by megatron (or on a CPU)
         hashed = functools.partial(write_and_hash, request.async_fn, stage=False)
         request = request._replace(async_fn=hashed)
     call = _queue.schedule_async_request(request)
@@ -120,10 +120,6 @@ def write_and_hash(write, rank, buckets, results_queue, *, stage: bool):
     write(rank, buckets, results_queue)
     del buckets
     checksums.record_written(paths, rank)
-
-
-def pending_iterations() -> list[int]:
-    return [p.iteration for p in _pending]
 
 
 def finalize_finished(blocking: bool = False) -> list[int]:
