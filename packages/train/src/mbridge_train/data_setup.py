@@ -76,7 +76,7 @@ def build_iterators(cfg, datasets, train_state, data_parallel_rank: int,
                 data_parallel_rank=data_parallel_rank, data_parallel_size=data_parallel_size,
                 seed=cfg.rng.seed)
 
-        if dataset is None or loader(0) is None:
+        if dataset is None:
             iterators.append(None)
             continue
         if index == 0:
