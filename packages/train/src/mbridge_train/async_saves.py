@@ -4,20 +4,21 @@ training goes on.
 The worker must not see weights the next optimizer step changes, so the tensors are staged
 first. megatron stages to pinned host memory while training waits (~1 GB/s for a fresh pinned
 buffer: 20 s for the 1B recipe's 17 GB); on a GPU with room for a second copy mbridge instead
-snapshots them on the device (a device-to-device copy, milliseconds) and the worker copies that
-snapshot to the host and writes it, so the step that starts a save pays only the copy. The worker also computes the checksums of
-the files it wrote (``checksums.record_written``), so finalizing reads no shard again. A save is
-finished only when every rank's worker is done: then, in the finalize step (collective, taken by
-the loop between steps), megatron writes the checkpoint's metadata and mbridge moves the tracker
-to it. So a restart never sees a save whose write is still running, and the next save, the end
-of training or an exit waits for the previous one first.
+snapshots them on the device (a device-to-device copy, ~13 ms for those 17 GB on an H200) and the
+worker copies the snapshot to the host, writes it and computes the checksums of what it wrote
+(``checksums.record_written``), so finalizing reads no shard again. The training process still
+pays megatron's planning of the save (~0.27 s for the 1B recipe, measured).
+
+A save is finished only when every rank's worker is done: then, in the finalize step
+(collective, taken by the loop between steps), megatron writes the checkpoint's metadata and
+mbridge moves the tracker to it. So a restart never sees a save whose write is still running,
+and the next save, the end of training or an exit waits for the previous one first.
 
 The worker: on a GPU, megatron-core's persistent worker (one spawned process per rank for the
 whole run, ``checkpoint.use_persistent_ckpt_worker``); on the CPU runtime, a process forked per
 save (a spawned worker would lose the CPU runtime's CUDA stand-ins). A write that fails in the
-background stops the run with one CheckpointError naming the iteration and the rank.
+background stops the run with one CheckpointWriteError line naming the iteration and the rank.
 """
-
 from __future__ import annotations
 
 import functools
