@@ -36,7 +36,6 @@ import os
 import queue
 import random
 import shutil
-import tempfile
 import warnings
 
 import numpy as np
@@ -44,6 +43,7 @@ import torch
 
 from mbridge_config.errors import ConfigError, MBridgeError
 from mbridge_train import async_saves, checksums
+from mbridge_train.atomic_file import replace_bytes
 
 TRACKER = "latest_checkpointed_iteration.txt"
 CONFIG_FILE = "run_config.yaml"
@@ -78,17 +78,7 @@ def read_tracker(root: str) -> int | None:
 
 def write_tracker(root: str, iteration: int) -> None:
     """Atomically point the tracker at ``iteration`` (temp file in the same folder + rename)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{TRACKER}.", dir=root)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(f"{iteration}\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, os.path.join(root, TRACKER))
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    replace_bytes(os.path.join(root, TRACKER), f"{iteration}\n".encode())
 
 
 def saved_iterations(root: str) -> list[int]:

@@ -22,10 +22,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import time
 import zlib
 from dataclasses import dataclass
+
+from mbridge_train.atomic_file import replace_bytes
 
 MANIFEST = "checksums.json"
 ALGORITHM = "crc32"
@@ -81,8 +82,8 @@ def record_written(paths: list[str], rank: int) -> None:
         return
     sums = _in_threads(file_checksum, paths)
     entries = {os.path.basename(path): list(result) for path, result in zip(paths, sums)}
-    _write_atomic(os.path.join(os.path.dirname(paths[0]), _RECORDED.format(rank=rank)),
-                  json.dumps(entries))
+    replace_bytes(os.path.join(os.path.dirname(paths[0]), _RECORDED.format(rank=rank)),
+                  json.dumps(entries).encode())
 
 
 def _recorded(directory: str, rank: int) -> dict[str, list]:
@@ -131,7 +132,7 @@ def write_manifest(directory: str) -> HashCost:
                  sorted(files.items())]
         text = (f'{{"algorithm": "{ALGORITHM}", "hash_seconds": {slowest:.6f},\n "files": {{\n'
                 + ",\n".join(lines) + "\n}}\n")
-        _write_atomic(os.path.join(directory, MANIFEST), text)
+        replace_bytes(os.path.join(directory, MANIFEST), text.encode())
     return cost
 
 
@@ -218,21 +219,6 @@ def _in_threads(fn, items: list) -> list:
     workers = min(len(items), 8, len(os.sched_getaffinity(0)))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(fn, items))
-
-
-def _write_atomic(path: str, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _distributed() -> bool:

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+
+from mbridge_train.atomic_file import replace_bytes, replace_file
 
 FILENAME = "loss_curve.png"
 HISTORY = "loss_curve.jsonl"
@@ -52,7 +53,7 @@ def resume_history(path: str, step: int) -> tuple[list[tuple[int, dict[str, floa
                     evaluations.append(record)
                 else:
                     train.append((at, dict(record.get("losses", {}))))
-    _replace(path, "".join(kept).encode())
+    replace_bytes(path, "".join(kept).encode(), suffix=".tmp")
     return train, evaluations
 
 
@@ -60,21 +61,6 @@ def append_history(path: str, record: dict) -> None:
     """One train step ({"step", "losses"}) or evaluation ({"step", "split", ...}) record."""
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
-
-
-def _replace(path: str, data: bytes) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def write_loss_curve(path: str, train: list[tuple[int, dict[str, float]]],
@@ -105,16 +91,5 @@ def write_loss_curve(path: str, train: list[tuple[int, dict[str, float]]],
     axes.grid(alpha=0.3)
     if names:
         axes.legend()
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{FILENAME}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            figure.savefig(handle, format="png")
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would follow the rename
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    replace_file(path, lambda f: figure.savefig(f, format="png"), suffix=".tmp")
     return path
