@@ -92,6 +92,7 @@ def reconcile_scheduler(cfg, scheduler, saved: dict, say=print,
         say(f" train.train_iters {old_iters} -> {cfg.train.train_iters}: the schedule is "
             f"extended on resume ({changes} iterations; the rest as saved)")
         return {**saved, **{k: new for k, (_, new) in differ.items()}}
+
     def label(key: str) -> str:
         return _FIELDS[key] + (" (from train.train_iters)" if key in derived else "")
 
