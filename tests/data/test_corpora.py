@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mbridge_data.corpus import instructions
+from mbridge_data.corpus import drills, instructions
 from mbridge_data.corpus.pretraining import load_corpus
 from mbridge_data.errors import DataError
 from mbridge_data.indexed import check_indexed_pair
@@ -21,8 +21,9 @@ def test_pretraining_corpus_is_english_text_with_its_tokenizer_and_dataset(corpu
     assert docs == corpus.documents
     first = json.loads(Path(corpus.root, "corpus.jsonl").read_text().splitlines()[0])["text"]
     assert sum(w in first.split() for w in ("the", "a", "of", "is", "to")) >= 1
-    # Compression a trained BPE gives on English: ~4 characters per token.
-    assert corpus.characters / (corpus.tokens - corpus.documents) > 3
+    # Compression a trained BPE gives on English with spaces as their own tokens: ~2.3
+    # characters per token (the space tokens are about every other one).
+    assert corpus.characters / (corpus.tokens - corpus.documents) > 2
     assert load_corpus(corpus.root) == corpus
 
 
@@ -63,22 +64,54 @@ def solve(prompt: str) -> str:
     """An independent solver: the answers must be what the question asks."""
     import re
 
-    if m := re.fullmatch(r"What is (\d+) ([-+*]) (\d+)\?", prompt):
-        a, op, b = int(m[1]), m[2], int(m[3])
-        return str({"+": a + b, "-": a - b, "*": a * b}[op])
-    if m := re.fullmatch(r"Reverse the word '(\w+)'\.", prompt):
-        return "".join(reversed(m[1]))
-    if m := re.fullmatch(r"Write '(\w+)' in capital letters\.", prompt):
-        return m[1].upper()
-    if m := re.fullmatch(r"How many letters are in '(\w+)'\?", prompt):
-        return str(len(m[1]))
+    if m := re.fullmatch(r"What is (\d+) \+ (\d+)\?", prompt):
+        return str(int(m[1]) + int(m[2]))
+    if m := re.fullmatch(r"What is twice (\d+)\?", prompt):
+        return str(2 * int(m[1]))
+    if m := re.fullmatch(r"Which is larger, (\d+) or (\d+)\?", prompt):
+        return str(max(int(m[1]), int(m[2])))
     if m := re.fullmatch(r"What number comes after (\d+)\?", prompt):
         return str(int(m[1]) + 1)
-    if m := re.fullmatch(r"Repeat '(\w+ \w+)'\.", prompt):
+    if m := re.fullmatch(r"Repeat ([a-z ]+)\.", prompt):
         return m[1]
-    if m := re.fullmatch(r"What is the (first|last) word in '(\w+) \w+ (\w+)'\?", prompt):
-        return m[2] if m[1] == "first" else m[3]
+    if m := re.fullmatch(r"Swap (\w+) (\w+)\.", prompt):
+        return f"{m[2]} {m[1]}"
+    if m := re.fullmatch(r"Reverse the order of ([a-z ]+)\.", prompt):
+        return " ".join(m[1].split()[::-1])
+    if m := re.fullmatch(r"How many words are in ([a-z ]+)\?", prompt):
+        return str(len(m[1].split()))
+    if m := re.fullmatch(r"What is the (first|last) word of ([a-z ]+)\?", prompt):
+        return m[2].split()[0 if m[1] == "first" else -1]
     raise AssertionError(prompt)
+
+
+def _drilled(line: str) -> tuple:
+    """What a drill line is about, parsed independently of drills.content."""
+    import re
+
+    if m := re.match(r"([a-z ]+?)(?:,| starts with| is \d)", line):
+        return tuple(m[1].split())
+    if m := re.match(r"(\d+) plus (\d+) makes|of (\d+) and (\d+) the", line):
+        return tuple(int(n) for n in m.groups() if n is not None)
+    if m := re.match(r"(\d+) and \1 make", line):
+        return (int(m[1]),)
+    return ("counting",)
+
+
+def test_drills_hold_out_what_the_held_out_prompts_ask():
+    data = instructions.generate()
+    held_out = drills.held_out_contents(data["validation"] + data["test"])
+    documents = drills.drill_documents(500, exclude=held_out)
+    assert documents == drills.drill_documents(500, exclude=held_out)
+    lines = [line for doc in documents for line in doc.splitlines()]
+    assert len(lines) == 500 * 8
+    assert not {_drilled(line) for line in lines} & held_out
+    # without the exclusion some drills would be about held-out lists or numbers
+    assert {_drilled(line) for doc in drills.drill_documents(500)
+            for line in doc.splitlines()} & held_out
+    # every skill is drilled
+    assert all(any(marker in line for line in lines) for marker in (
+        "once more:", "backwards:", "starts with", "words long", " plus ", " make ", "larger"))
 
 
 def test_scoring_is_exact_match_on_the_first_line():

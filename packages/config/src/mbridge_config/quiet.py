@@ -48,6 +48,13 @@ WARNINGS = (
     # the call is attributed to the runtime's torch-function mode that forwards it.
     (UserWarning, r"The \.grad attribute of a Tensor that is not a leaf",
      r"(megatron\.|mbridge_models\.runtime)"),
+    # megatron's torch_dist load of a pretrained checkpoint on one process (the CPU runtime) and
+    # its ShardedTensor state dicts: notices about torch's internals, nothing to change.
+    (UserWarning, r"torch\.distributed is disabled, unavailable or uninitialized",
+     r"torch\.distributed\.checkpoint"),
+    (UserWarning, r"The argument order of load has been changed", r"torch\.distributed\.checkpoint"),
+    (FutureWarning, r"Please use DTensor instead and we are deprecating ShardedTensor",
+     r"(torch\.|megatron\.|mbridge_models\.runtime)"),
 )
 
 # logger -> starts of the messages it logs that never apply.

@@ -41,7 +41,7 @@ def add_commands(commands) -> None:
     corpus = sub.add_parser("corpus", help="build the embedded English corpus, its byte-level "
                                            "BPE tokenizer and its .bin/.idx in OUT_DIR")
     corpus.add_argument("out_dir", metavar="OUT_DIR")
-    corpus.add_argument("--vocab-size", type=int, default=8192)
+    corpus.add_argument("--vocab-size", type=int, default=2048)
     corpus.add_argument("--workers", type=int, default=2)
     corpus.set_defaults(handler=_corpus)
 

@@ -18,9 +18,47 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mbridge_data.atomic import write_text_atomic
 from mbridge_data.corpus.instructions import accuracy_by_task
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How big the quickstart runs: ``tiny.gpt_small`` recipe arguments for each stage, and
+    model fields (``model.*`` overrides) for both."""
+
+    name: str
+    model: dict[str, Any] = field(default_factory=dict)
+    pretrain: dict[str, Any] = field(default_factory=dict)
+    finetune: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        from mbridge_train.recipes.tiny import gpt_small
+
+        model = gpt_small.SmallGPTProvider(**self.model)
+        pretrain = self.pretrain.get("train_iters", gpt_small.PRETRAIN.train_iters)
+        finetune = self.finetune.get("train_iters", gpt_small.FINETUNE.train_iters)
+        return (f"{self.name}: {model.num_layers} layers x {model.hidden_size} wide, "
+                f"{pretrain} pretraining + {finetune} LoRA steps")
+
+
+SCALES = {
+    # the recipe as it is: ~9 minutes on two CPU cores
+    "cpu": Scale("cpu"),
+    # 8 x 512 (25 M parameters), 4x the batch: what one GPU does in about two minutes
+    "gpu": Scale("gpu", model={"num_layers": 8, "hidden_size": 512, "ffn_hidden_size": 1408,
+                               "num_attention_heads": 8, "num_query_groups": 8},
+                 pretrain={"global_batch_size": 64, "micro_batch_size": 64, "lr": 1e-3,
+                           "min_lr": 1e-4},
+                 finetune={"train_iters": 1500, "global_batch_size": 32, "micro_batch_size": 32,
+                           "finetune_lr": 1e-3}),
+}
+def default_scale() -> Scale:
+    import torch
+
+    return SCALES["gpu" if torch.cuda.is_available() else "cpu"]
 
 
 @dataclass
@@ -33,13 +71,18 @@ class QuickstartResult:
     examples: list[dict] = field(default_factory=list)
     """A few test prompts with the reference and both models' answers."""
     seconds: dict[str, float] = field(default_factory=dict)
+    scale: str = ""
 
 
 def run_quickstart(work_dir: str | Path, pretrain_iters: int | None = None,
-                   finetune_iters: int | None = None, say=print) -> QuickstartResult:
+                   finetune_iters: int | None = None, say=print,
+                   scale: Scale | None = None, seed: int | None = None) -> QuickstartResult:
+    """``seed``: initialisation and data order of both stages (the data sets stay the same)."""
     from mbridge_train.recipes.tiny import gpt_small
 
+    scale = scale or default_scale()
     work = Path(work_dir)
+    say(f"[quickstart] scale {scale.describe()}")
     timings: dict[str, float] = {}
     started = time.perf_counter()
     corpus, sft = _data(work, say)
@@ -50,7 +93,10 @@ def run_quickstart(work_dir: str | Path, pretrain_iters: int | None = None,
     pre_cfg = gpt_small.pretrain_config(
         dir=str(work / "runs"), name="pretrain", data_paths=[corpus.prefix],
         tokenizer_model=corpus.tokenizer_dir,
-        **({"train_iters": pretrain_iters} if pretrain_iters else {}))
+        **(scale.pretrain | ({"train_iters": pretrain_iters} if pretrain_iters else {})))
+    _set_model(pre_cfg, scale)
+    if seed is not None:
+        pre_cfg.rng.seed = pre_cfg.dataset.random_seed = seed
     pre_cfg.dataset.split = "98,2,0"
     pre_cfg.dataset.path_to_cache = str(work / "runs" / "pretrain" / "index_cache")
     pretrained = _pretrain(pre_cfg)
@@ -62,7 +108,10 @@ def run_quickstart(work_dir: str | Path, pretrain_iters: int | None = None,
         dir=str(work / "runs"), name="finetune", dataset_root=str(sft),
         tokenizer_model=corpus.tokenizer_dir,
         pretrained_checkpoint=pre_cfg.checkpoint.save,
-        **({"train_iters": finetune_iters} if finetune_iters else {}))
+        **(scale.finetune | ({"train_iters": finetune_iters} if finetune_iters else {})))
+    _set_model(ft_cfg, scale)
+    if seed is not None:
+        ft_cfg.rng.seed = ft_cfg.dataset.seed = seed + 1
     test = [json.loads(line) for line in (sft / "test.jsonl").read_text().splitlines()]
     finetuned, before, after = _finetune_and_score(ft_cfg, test, say)
     timings["finetune"] = time.perf_counter() - started
@@ -75,9 +124,14 @@ def run_quickstart(work_dir: str | Path, pretrain_iters: int | None = None,
         accuracy_after=accuracy_by_task(after, test),
         examples=[{"prompt": r["input"], "reference": r["output"], "before": b, "after": a}
                   for r, b, a in list(zip(test, before, after))[:8]],
-        seconds=timings)
+        seconds=timings, scale=scale.name)
     _report(work, result, say)
     return result
+
+
+def _set_model(cfg, scale: Scale) -> None:
+    for name, value in scale.model.items():
+        setattr(cfg.model, name, value)
 
 
 def _data(work: Path, say):
@@ -148,7 +202,26 @@ def _report(work: Path, result: QuickstartResult, say) -> None:
     write_text_atomic(work / "quickstart.json", json.dumps(asdict(result), indent=2) + "\n")
     plot = _plot(work / "quickstart.png", result)
     lines.append(f"  written: {work / 'quickstart.json'}" + (f", {plot}" if plot else ""))
+    lines += _next_steps(work)
     say("\n".join(lines))
+
+
+def _next_steps(work: Path) -> list[str]:
+    sft, runs, corpus = work / "sft", work / "runs", work / "corpus"
+    return [
+        f"  checkpoints: {runs / 'pretrain' / 'checkpoints'} (pretrained), "
+        f"{runs / 'finetune' / 'checkpoints'} (adapters); loss curves beside them",
+        "  next:",
+        f"    the same stages by hand: mbridge pretrain tiny.gpt_small -a dir={runs} "
+        f"-a data_paths='[{corpus / 'corpus_text_document'}]' "
+        f"-a tokenizer_model={corpus / 'tokenizer'}",
+        f"      then: mbridge finetune tiny.gpt_small -a dir={runs} -a dataset_root={sft} "
+        f"-a tokenizer_model={corpus / 'tokenizer'} "
+        f"-a pretrained_checkpoint={runs / 'gpt_small' / 'checkpoints'}",
+        "    the recipes of published models: mbridge recipes; any run's full config as YAML: "
+        "add --dry-run, edit it, run it with --config-file FILE",
+        "    the Python API: examples/pretrain_then_lora.py (recipes, pretrain(), finetune())",
+    ]
 
 
 def _plot(path: Path, result: QuickstartResult) -> Path | None:

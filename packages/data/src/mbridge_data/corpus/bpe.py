@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from mbridge_data.atomic import write_text_atomic
 
@@ -21,7 +21,13 @@ EOD, PAD = "<|endoftext|>", "<|pad|>"
 def train_byte_level_bpe(texts: Iterable[str], vocab_size: int = 8192,
                          min_frequency: int = 2) -> Tokenizer:
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # Runs of spaces are tokens of their own and digits are one token each, so a word is the
+    # same token wherever it stands (first in a list, after a space, in an answer) and numbers
+    # are written digit by digit: what a small model needs to copy and to count.
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(" +"), "isolated"),
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False)])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=[EOD, PAD],

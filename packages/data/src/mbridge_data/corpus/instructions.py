@@ -1,9 +1,11 @@
 """The embedded instruction set: small tasks with one verifiable answer, generated from a seed.
 
-Copying (repeat two words, pick the first or last word of a list), successors, arithmetic, and
-character-level word tasks (reverse, capitals, letter count): from tasks a small model learns in
-minutes to ones it does not, so a fine-tune shows where it helps. A fine-tuned model is scored by
-exact match before and after training (``accuracy``, ``accuracy_by_task``). Written in the
+Word-list tasks (repeat, first and last word, swap, reverse the order, count the words) and
+number tasks (successor, larger of two, double, sum). Every prompt is a new combination, so a
+held-out prompt can only be answered by the skill, not from memory; tasks on the letters of a
+word are left out because a subword model never sees letters (its answers were guesses). A
+fine-tuned model is scored by exact match before and after training (``accuracy``,
+``accuracy_by_task``). Written in the
 fine-tuning layout ``training.jsonl`` / ``validation.jsonl`` / ``test.jsonl`` of
 {"input", "output", "task"} records; every task appears in every split, and no prompt appears in
 two splits.
@@ -28,26 +30,41 @@ WORDS = (
     "basket cactus dolphin engine falcon galaxy harbor igloo jacket koala ladder meadow"
 ).split()
 
-SPLITS = {"training": 2000, "validation": 200, "test": 200}
+SPLITS = {"training": 8000, "validation": 300, "test": 300}
 
 
-def _words(r: random.Random, n: int = 3) -> list[str]:
-    return r.sample(WORDS, n)
+def _words(r: random.Random, low: int, high: int) -> str:
+    return " ".join(r.sample(WORDS, r.randint(low, high)))
 
 
 def _repeat(r: random.Random):
-    ws = " ".join(_words(r, 2))
-    return f"Repeat '{ws}'.", ws
+    ws = _words(r, 2, 3)
+    return f"Repeat {ws}.", ws
 
 
 def _first(r: random.Random):
-    ws = _words(r)
-    return f"What is the first word in '{' '.join(ws)}'?", ws[0]
+    ws = _words(r, 3, 4)
+    return f"What is the first word of {ws}?", ws.split()[0]
 
 
 def _last(r: random.Random):
-    ws = _words(r)
-    return f"What is the last word in '{' '.join(ws)}'?", ws[-1]
+    ws = _words(r, 3, 4)
+    return f"What is the last word of {ws}?", ws.split()[-1]
+
+
+def _swap(r: random.Random):
+    a, b = r.sample(WORDS, 2)
+    return f"Swap {a} {b}.", f"{b} {a}"
+
+
+def _reverse(r: random.Random):
+    ws = _words(r, 3, 3)
+    return f"Reverse the order of {ws}.", " ".join(reversed(ws.split()))
+
+
+def _count(r: random.Random):
+    ws = _words(r, 1, 6)
+    return f"How many words are in {ws}?", str(len(ws.split()))
 
 
 def _next(r: random.Random):
@@ -60,35 +77,19 @@ def _add(r: random.Random):
     return f"What is {a} + {b}?", str(a + b)
 
 
-def _sub(r: random.Random):
-    a, b = sorted((r.randint(0, 99), r.randint(0, 99)), reverse=True)
-    return f"What is {a} - {b}?", str(a - b)
+def _larger(r: random.Random):
+    a, b = r.sample(range(100), 2)
+    return f"Which is larger, {a} or {b}?", str(max(a, b))
 
 
-def _mul(r: random.Random):
-    a, b = r.randint(2, 12), r.randint(2, 12)
-    return f"What is {a} * {b}?", str(a * b)
-
-
-def _reverse(r: random.Random):
-    w = r.choice(WORDS)
-    return f"Reverse the word '{w}'.", w[::-1]
-
-
-def _upper(r: random.Random):
-    w = r.choice(WORDS)
-    return f"Write '{w}' in capital letters.", w.upper()
-
-
-def _count(r: random.Random):
-    w = r.choice(WORDS)
-    return f"How many letters are in '{w}'?", str(len(w))
+def _double(r: random.Random):
+    n = r.randint(0, 499)
+    return f"What is twice {n}?", str(2 * n)
 
 
 TASKS: dict[str, Callable[[random.Random], tuple[str, str]]] = {
-    "repeat": _repeat, "first": _first, "last": _last, "next": _next, "add": _add,
-    "subtract": _sub, "multiply": _mul, "reverse": _reverse, "capitals": _upper,
-    "count": _count}
+    "repeat": _repeat, "first": _first, "last": _last, "swap": _swap, "reverse": _reverse,
+    "count": _count, "next": _next, "add": _add, "larger": _larger, "double": _double}
 
 
 def generate(seed: int = 1234, sizes: dict[str, int] = SPLITS) -> dict[str, list[dict]]:
