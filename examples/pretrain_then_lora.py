@@ -1,6 +1,6 @@
 """Pretrain a small GPT on the embedded corpus, then LoRA-fine-tune it: user code, public API.
 
-    uv run python examples/pretrain_then_lora.py [WORK_DIR]      # CPU: ~10 min, GPU: ~1 min
+    uv run python examples/pretrain_then_lora.py [WORK_DIR]      # CPU: ~10 min, GPU: ~2 min
     uv run torchrun --nproc_per_node=2 examples/pretrain_then_lora.py   # the same on 2 ranks
 
 Written as a Megatron Bridge user would (replace `mbridge` by `megatron.bridge` and the embedded

@@ -1,5 +1,5 @@
-"""The README's main job end to end on the CPU: the LoRA fine-tune must answer better than the
-pretrained model it starts from (minutes: marked slow)."""
+"""The README's main job end to end on the CPU: the LoRA fine-tune must answer the held-out
+instructions far better than the pretrained model it starts from (minutes: marked slow)."""
 
 from __future__ import annotations
 
@@ -10,18 +10,26 @@ from multirank import run_ranks
 
 pytestmark = [pytest.mark.slow, pytest.mark.multiproc]
 
+# Measured on the 2-core CPU machine, seeds 1, 2, 3: MEASURED_ALL overall exact match after the
+# fine-tune, 0% before. The bars sit below the lowest seed, so a quickstart that stops teaching
+# (no copying learnt, a broken adapter path, a scoring bug) fails, a lucky or unlucky seed not.
+AT_LEAST_AFTER = THRESHOLD_AFTER
+AT_LEAST_GAIN = THRESHOLD_GAIN
+
 
 def _quickstart(rank, world_size, work):
-    from mbridge_train.quickstart import run_quickstart
+    from mbridge_train.quickstart import SCALES, run_quickstart
 
-    result = run_quickstart(work, say=lambda *_: None)
-    return result.accuracy_before, result.accuracy_after
+    result = run_quickstart(work, seed=1, scale=SCALES["cpu"], say=lambda *_: None)
+    return result.accuracy_before, result.accuracy_after, result.scale
 
 
-def test_quickstart_fine_tune_improves_exact_match_accuracy(tmp_path):
-    ((before, after),) = run_ranks(_quickstart, 1, str(tmp_path), timeout=1800)
-    assert before["all"] < after["all"]
-    assert after["count"] > 0  # what LoRA learns first (CPU: 85-90%; H200 runs: 15-90%)
+def test_quickstart_fine_tune_teaches_the_held_out_instructions(tmp_path):
+    ((before, after, scale),) = run_ranks(_quickstart, 1, str(tmp_path), timeout=1800)
+    assert scale == "cpu"
+    assert after["all"] >= AT_LEAST_AFTER, after
+    assert after["all"] - before["all"] >= AT_LEAST_GAIN, (before, after)
+    assert after["count"] > 0.9 and after["next"] > 0.5  # what every seed learns
     saved = json.loads((tmp_path / "quickstart.json").read_text())
     assert saved["accuracy_after"] == after
     assert (tmp_path / "quickstart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
