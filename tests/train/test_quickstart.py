@@ -10,11 +10,12 @@ from multirank import run_ranks
 
 pytestmark = [pytest.mark.slow, pytest.mark.multiproc]
 
-# Measured on the 2-core CPU machine, seeds 1, 2, 3: MEASURED_ALL overall exact match after the
-# fine-tune, 0% before. The bars sit below the lowest seed, so a quickstart that stops teaching
-# (no copying learnt, a broken adapter path, a scoring bug) fails, a lucky or unlucky seed not.
-AT_LEAST_AFTER = THRESHOLD_AFTER
-AT_LEAST_GAIN = THRESHOLD_GAIN
+# Measured on the 2-core CPU machine, seeds 1, 2, 3 (63d29f1): 41.3%, 72.7%, 37.3% overall exact
+# match after the fine-tune, 0% before (benchmarks/results/quickstart/). The bars sit below the
+# lowest seed, so a quickstart that stops teaching (no copying learnt, a broken adapter path, a
+# scoring bug) fails, an unlucky seed or another CPU's rounding not.
+AT_LEAST_AFTER = 0.30
+AT_LEAST_GAIN = 0.30
 
 
 def _quickstart(rank, world_size, work):
@@ -29,7 +30,7 @@ def test_quickstart_fine_tune_teaches_the_held_out_instructions(tmp_path):
     assert scale == "cpu"
     assert after["all"] >= AT_LEAST_AFTER, after
     assert after["all"] - before["all"] >= AT_LEAST_GAIN, (before, after)
-    assert after["count"] > 0.9 and after["next"] > 0.5  # what every seed learns
+    assert after["count"] > 0.9  # what every seed learns (100% in all three)
     saved = json.loads((tmp_path / "quickstart.json").read_text())
     assert saved["accuracy_after"] == after
     assert (tmp_path / "quickstart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
