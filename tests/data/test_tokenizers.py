@@ -113,7 +113,7 @@ def test_vocab_size_priority_follows_the_spec(corpus_tokenizer):
     # Set: used as is (no padding), but never below the tokenizer's.
     assert resolve_vocab_size(300, NullTokenizer().vocab_size, 128, 4) == (300, False)
     with pytest.raises(ConfigError, match="model.vocab_size"):
-        resolve_vocab_size(8000, corpus_tokenizer.vocab_size)
+        resolve_vocab_size(2000, corpus_tokenizer.vocab_size)
 
 
 @pytest.mark.parametrize("fields, message", [

@@ -68,7 +68,7 @@ PRETRAIN = {
     "tiny.gpt_tiny": row("TinyGPTProvider", seq=64, gbs=8, mbs=4, lr=3e-3, min_lr=3e-4,
                          warmup=3, iters=30),
     "tiny.gpt_small": row("SmallGPTProvider", seq=128, gbs=16, mbs=16, lr=3e-3, min_lr=3e-4,
-                          warmup=20, iters=400),
+                          warmup=20, iters=2500),
 }
 
 # fine-tuning: LoRA layout (tp, pp, ep, dim, alpha) and the full-SFT layout (tp, pp, ep)
