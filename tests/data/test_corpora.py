@@ -24,7 +24,7 @@ def test_pretraining_corpus_is_english_text_with_its_tokenizer_and_dataset(corpu
     # Compression a trained BPE gives on English with spaces as their own tokens: ~2.3
     # characters per token (the space tokens are about every other one).
     assert corpus.characters / (corpus.tokens - corpus.documents) > 2
-    assert load_corpus(corpus.root) == corpus
+    assert load_corpus(corpus.root) == corpus and corpus.drills == 12000
 
 
 def test_load_corpus_says_how_to_build_it(tmp_path):

@@ -140,9 +140,13 @@ def _data(work: Path, say):
     from mbridge_data.corpus.instructions import write_instructions
     from mbridge_data.corpus.pretraining import build_corpus, load_corpus
 
+    corpus = None
     if (work / "corpus" / "manifest.json").is_file():
         corpus = load_corpus(work / "corpus")
-    else:
+        if not corpus.drills:  # an earlier quickstart's: its model would not learn to copy
+            say(f"[quickstart] {corpus.root} was built without drills: building it again")
+            corpus = None
+    if corpus is None:
         say("[quickstart] building the embedded corpus and its tokenizer (once) ...")
         corpus = build_corpus(work / "corpus")
     return corpus, write_instructions(work / "sft")

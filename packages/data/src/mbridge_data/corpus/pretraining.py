@@ -32,6 +32,8 @@ class Corpus:
     tokens: int
     vocab_size: int
     python: str
+    drills: int = 0
+    """Drill documents mixed in (0 in manifests written before there were drills)."""
 
     @property
     def prefix(self) -> str:
@@ -61,7 +63,7 @@ def build_corpus(out_dir: str | Path, vocab_size: int = 2048, workers: int = 2,
     result = preprocess(out / "corpus.jsonl", out / PREFIX_NAME, tokenizer, workers=workers,
                         progress=progress)
     corpus = Corpus(str(out), len(docs), sum(map(len, docs)), result.tokens,
-                    tokenizer.vocab_size, platform.python_version())
+                    tokenizer.vocab_size, platform.python_version(), drills)
     write_text_atomic(out / "manifest.json", json.dumps(asdict(corpus), indent=2) + "\n")
     return corpus
 
