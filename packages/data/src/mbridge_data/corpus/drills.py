@@ -28,24 +28,20 @@ def _word_list(r: random.Random) -> tuple[str, ...]:
     return tuple(r.sample(WORDS, r.randint(1, 6)))
 
 
-def _said_again(r):
-    ws = _word_list(r)
-    return f"{' '.join(ws)}, once more: {' '.join(ws)}", ws
+def _about_a_list(say: Callable[[str, tuple[str, ...]], str]) -> Drill:
+    """A drill on a random word list: ``say(list as text, words)`` is its line."""
+
+    def drill(r):
+        ws = _word_list(r)
+        return say(" ".join(ws), ws), ws
+
+    return drill
 
 
-def _backwards(r):
-    ws = _word_list(r)
-    return f"{' '.join(ws)}, backwards: {' '.join(reversed(ws))}", ws
-
-
-def _ends(r):
-    ws = _word_list(r)
-    return f"{' '.join(ws)} starts with {ws[0]} and ends with {ws[-1]}", ws
-
-
-def _length(r):
-    ws = _word_list(r)
-    return f"{' '.join(ws)} is {len(ws)} words long", ws
+_said_again = _about_a_list(lambda text, ws: f"{text}, once more: {text}")
+_backwards = _about_a_list(lambda text, ws: f"{text}, backwards: {' '.join(reversed(ws))}")
+_ends = _about_a_list(lambda text, ws: f"{text} starts with {ws[0]} and ends with {ws[-1]}")
+_length = _about_a_list(lambda text, ws: f"{text} is {len(ws)} words long")
 
 
 def _counting(r):
