@@ -96,7 +96,7 @@ def run_quickstart(work_dir: str | Path, pretrain_iters: int | None = None,
         dir=str(work / "runs"), name="pretrain", data_paths=[corpus.prefix],
         tokenizer_model=corpus.tokenizer_dir,
         **(scale.pretrain | ({"train_iters": pretrain_iters} if pretrain_iters else {})))
-    _set_model(pre_cfg, scale)
+    pre_cfg = _with_model(pre_cfg, scale)
     if seed is not None:
         pre_cfg.rng.seed = pre_cfg.dataset.random_seed = seed
     pre_cfg.dataset.split = "98,2,0"
@@ -111,7 +111,7 @@ def run_quickstart(work_dir: str | Path, pretrain_iters: int | None = None,
         tokenizer_model=corpus.tokenizer_dir,
         pretrained_checkpoint=pre_cfg.checkpoint.save,
         **(scale.finetune | ({"train_iters": finetune_iters} if finetune_iters else {})))
-    _set_model(ft_cfg, scale)
+    ft_cfg = _with_model(ft_cfg, scale)
     if seed is not None:
         ft_cfg.rng.seed = ft_cfg.dataset.seed = seed + 1
     test = [json.loads(line) for line in (sft / "test.jsonl").read_text().splitlines()]
@@ -131,9 +131,11 @@ def run_quickstart(work_dir: str | Path, pretrain_iters: int | None = None,
     return result
 
 
-def _set_model(cfg, scale: Scale) -> None:
-    for name, value in scale.model.items():
-        setattr(cfg.model, name, value)
+def _with_model(cfg, scale: Scale):
+    """``cfg`` with the scale's model fields, through the overrides a user would write."""
+    from mbridge_config.overrides import apply_overrides
+
+    return apply_overrides(cfg, {f"model.{name}": value for name, value in scale.model.items()})
 
 
 def _data(work: Path, say):
