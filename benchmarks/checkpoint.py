@@ -2,7 +2,7 @@
 
     python3 benchmarks/checkpoint.py --out DIR [--tiny]              # the driver: every phase
     python3 benchmarks/checkpoint.py --phase sync|async --out DIR    # one training run
-        [--iters N --save-interval K --phases sync,async]
+        [--iters N --save-interval K --phases sync,async --constant-structure --profile]
 
 Each phase is its own process (``mbridge.recipes.llama.llama32_1b``, mock data, bf16, the
 distributed optimizer, seq 4096, micro-batch 2; ``--tiny``: ``tiny.gpt_tiny`` on the CPU). A
@@ -23,8 +23,11 @@ pinned device-to-host bandwidth, as size / bandwidth. Writes ``checkpoint-<devic
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
 import json
 import os
+import pstats
 import shutil
 import statistics
 import subprocess
@@ -87,12 +90,22 @@ def run_phase(args) -> None:
         plain_schedule(request, iteration, *a, **k)
         handed_over[iteration] = time.perf_counter() - began
 
+    profiles = []
+
     def timed_save(run):
+        profiler = cProfile.Profile() if args.profile else None
         sync()
         began = time.perf_counter()
+        if profiler:
+            profiler.enable()
         plain_save(run)
         sync()
         save_calls[run.state.train_state.step] = (began, time.perf_counter())
+        if profiler:
+            profiler.disable()
+            text = io.StringIO()
+            pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(40)
+            profiles.append(f"## save call at step {run.state.train_state.step}\n{text.getvalue()}")
 
     def timed_finalize(blocking=False):
         done = plain_finalize(blocking)
@@ -147,6 +160,8 @@ def run_phase(args) -> None:
               "peak_memory_gib": peak, "steps": steps}
     shutil.rmtree(root, ignore_errors=True)
     write_json(Path(args.out) / "phases" / f"{args.phase}.json", result)
+    if profiles:
+        write_text(Path(args.out) / "phases" / f"{args.phase}-profile.txt", "\n".join(profiles))
     print(f"[checkpoint] {args.phase}: {json.dumps({k: v for k, v in result.items() if k != 'steps'})}",
           flush=True)
 
@@ -204,6 +219,7 @@ def drive(args) -> dict:
                    args.out, "--seq", str(args.seq), "--micro-batch", str(args.micro_batch),
                    "--iters", str(args.iters), "--save-interval", str(args.save_interval)]
         command += ["--constant-structure"] if args.constant_structure else []
+        command += ["--profile"] if args.profile else []
         command += ["--tiny"] if args.tiny else []
         print(f"[checkpoint] {' '.join(command)}", flush=True)
         env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29531", "RANK": "0",
@@ -273,6 +289,8 @@ def main() -> None:
     parser.add_argument("--phases", default="sync,async")
     parser.add_argument("--constant-structure", action="store_true",
                         help="checkpoint.ckpt_assume_constant_structure: plan the save once")
+    parser.add_argument("--profile", action="store_true",
+                        help="cProfile each save call: phases/<phase>-profile.txt")
     args = parser.parse_args()
     if args.phase:
         run_phase(args)
