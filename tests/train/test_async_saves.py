@@ -136,18 +136,23 @@ def _weights(model) -> dict:
 
 
 _FRESH_PROCESS = """
-import json, sys
+import json, os, sys
 sys.path[:0] = sys.argv[1:3]
-from multirank import run_ranks
-import test_async_saves
-print(json.dumps(run_ranks(test_async_saves._snapshot_run, 1, sys.argv[3])[0]))
+from multirank import free_port
+os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), RANK="0",
+                  LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1")
+import multiprocessing, test_async_saves
+print(json.dumps(test_async_saves._snapshot_run(0, 1, sys.argv[3])), flush=True)
+for child in multiprocessing.active_children():  # the checkpoint worker and its manager
+    child.terminate()
+os._exit(0)
 """
 
 
 @pytest.mark.gpu
 def test_persistent_worker_writes_the_weights_of_the_step_that_saved(tmp_path):
-    # From a fresh process: this one has initialised CUDA (the module's warm-up), and a
-    # forked rank cannot use CUDA after that.
+    # In a fresh process, as the one rank itself (no fork): this one has initialised CUDA
+    # (the module's warm-up), and a forked rank cannot use CUDA after that.
     here = Path(__file__).resolve().parent
     done = subprocess.run([sys.executable, "-c", _FRESH_PROCESS, str(here), str(here.parent),
                            str(tmp_path)], capture_output=True, text=True, timeout=600)
