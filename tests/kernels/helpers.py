@@ -16,10 +16,10 @@ DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 
 
 @st.composite
-def loss_case(draw, max_tokens: int = 33, max_vocab: int = 300):
+def loss_case(draw, max_tokens: int = 33, max_vocab: int = 300, min_vocab: int = 1):
     """Random logits/labels/mask with ignored labels, all-masked and unmasked rows."""
     tokens = draw(st.integers(1, max_tokens))
-    vocab = draw(st.integers(1, max_vocab))
+    vocab = draw(st.integers(min_vocab, max_vocab))
     seed = draw(st.integers(0, 2**31 - 1))
     gen = torch.Generator().manual_seed(seed)
     scale = draw(st.sampled_from([0.1, 1.0, 8.0]))

@@ -25,6 +25,15 @@ def test_cpp_loss_matches_float64_oracle(case, dtype, eps, z, inplace, block, gr
     check_against_oracle("cpp", case, dtype, eps, z, inplace, block, grad_scale)
 
 
+# The C++ kernel takes rows in blocks of 2**19 logits spread over the threads: vocabularies of
+# 7K-20K with up to 120 rows make 1-9 blocks, the last one ragged.
+@settings(max_examples=8)
+@given(case=loss_case(max_tokens=120, max_vocab=20_000, min_vocab=7_000), **OPTIONS)
+def test_cpp_loss_over_several_row_blocks_matches_float64_oracle(case, dtype, eps, z, inplace,
+                                                                 grad_scale):
+    check_against_oracle("cpp", case, dtype, eps, z, inplace, None, grad_scale)
+
+
 # Triton's interpreter costs ~30 ms per row program: fewer, smaller examples, and tiles small
 # enough that most rows span several tiles with a ragged tail.
 @settings(max_examples=20)
