@@ -60,21 +60,11 @@ def prepare_results_queue(persistent: bool) -> None:
         return
     from multiprocessing.managers import SyncManager
 
+    from mbridge_train.die_with_parent import die_with_parent
+
     manager = SyncManager(ctx=multiprocessing.get_context("spawn" if persistent else "fork"))
     manager.start(initializer=die_with_parent)
     filesystem_async._results_queue = manager.Queue()
-
-
-def die_with_parent() -> None:
-    """In a helper process: end when the training process ends, even by SIGKILL (Linux), so
-    a killed run leaves no server behind for every restart to add to."""
-    import ctypes
-    import signal
-
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def schedule(request, iteration: int, directory: str, finalize: Callable[[], None],
