@@ -24,8 +24,8 @@ LLAMA3_ROPE = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
 
 
 def _configs(vocab: int = VOCAB):
-    from transformers import (DeepseekV3Config, LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config,
-                              Qwen3MoeConfig)
+    from transformers import (DeepseekV3Config, LlamaConfig, MistralConfig, NemotronConfig,
+                              Qwen2Config, Qwen3Config, Qwen3MoeConfig)
 
     BASE = {**globals()["BASE"], "vocab_size": vocab}
 
@@ -46,6 +46,10 @@ def _configs(vocab: int = VOCAB):
         # ... and the raw softmax weights of the top 2 (norm_topk_prob False).
         "qwen3_moe_raw": Qwen3MoeConfig(**BASE, num_experts=4, num_experts_per_tok=2,
                                         moe_intermediate_size=32, norm_topk_prob=False),
+        # Nemotron: LayerNorm-1p with biases, squared-ReLU MLP, RoPE on half of head_dim 16.
+        "nemotron": NemotronConfig(**BASE, hidden_act="relu2", norm_eps=1e-5,
+                                   rope_parameters={"rope_type": "default", "rope_theta": 1e4,
+                                                    "partial_rotary_factor": 0.5}),
         # DeepSeek-V3: MLA (low-rank q), one dense layer then 4 routed experts (sigmoid,
         # selection bias, scaling 2.5) + a shared expert.
         "deepseek_v3": DeepseekV3Config(

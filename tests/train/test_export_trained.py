@@ -77,12 +77,13 @@ def _train_then_export(rank, world_size, hf_dir, root, ids):
     return results
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+# Nemotron: its MLP's linear_fc1 is up_proj alone (not gate + up), its norms have biases.
+@pytest.fixture(scope="module", params=["llama", pytest.param("nemotron", marks=pytest.mark.slow)])
+def trained(tmp_path_factory, request):
     preload()
     root = tmp_path_factory.mktemp("trained")
-    families, ids = make_families(root / "hf", names=["llama"], vocab=VOCAB)
-    hf_dir, hf_logits = families["llama"]
+    families, ids = make_families(root / "hf", names=[request.param], vocab=VOCAB)
+    hf_dir, hf_logits = families[request.param]
     save_tiny_tokenizer(hf_dir, VOCAB)
     (results,) = run_ranks(_train_then_export, 1, hf_dir, str(root), ids)
     return root, hf_dir, hf_logits, results, ids

@@ -35,7 +35,7 @@ def hf_adapter_tensors(full: dict[str, torch.Tensor], provider: Any) -> dict[str
     out = {}
     modules = sorted({key.split(".adapter.")[0] for key in full})
     for name in modules:
-        mapped = hf_linear_names(name)
+        mapped = hf_linear_names(name, provider)
         if mapped is None:
             raise ExportError(f"{name} has no Hugging Face counterpart; export supports "
                               "linear_qkv, linear_proj, linear_fc1 and linear_fc2 of the decoder")

@@ -64,6 +64,15 @@ def decoder_fields(config: Mapping) -> dict:
                               " only silu (SwiGLU) is supported")
     if config.get("mlp_bias"):
         raise ConversionError("Hugging Face config field mlp_bias: True is not supported")
+    return {**shape_fields(config), "normalization": "RMSNorm",
+            "layernorm_epsilon": float(config.get("rms_norm_eps", 1e-6)),
+            "gated_linear_unit": True, "activation_func": F.silu, "add_bias_linear": False,
+            "add_qkv_bias": False}
+
+
+def shape_fields(config: Mapping) -> dict:
+    """The fields every decoder family reads alike: sizes, vocabulary, tied embeddings,
+    dropout, initialisation and RoPE."""
     heads = require(config, "num_attention_heads")
     hidden = require(config, "hidden_size")
     fields = dict(
@@ -75,12 +84,6 @@ def decoder_fields(config: Mapping) -> dict:
         kv_channels=config.get("head_dim") or hidden // heads,
         vocab_size=require(config, "vocab_size"),
         seq_length=config.get("max_position_embeddings") or 4096,
-        normalization="RMSNorm",
-        layernorm_epsilon=float(config.get("rms_norm_eps", 1e-6)),
-        gated_linear_unit=True,
-        activation_func=F.silu,
-        add_bias_linear=False,
-        add_qkv_bias=False,
         share_embeddings_and_output_weights=bool(config.get("tie_word_embeddings", False)),
         hidden_dropout=0.0,
         attention_dropout=float(config.get("attention_dropout", 0.0) or 0.0),

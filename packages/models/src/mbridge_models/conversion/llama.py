@@ -25,6 +25,8 @@ def architecture_of(provider: Any):
     every MoE provider is qwen3_moe's to accept or refuse (naming the field)."""
     if provider.num_moe_experts:
         return get_architecture("qwen3_moe")
+    if provider.normalization == "LayerNorm" and provider.layernorm_zero_centered_gamma:
+        return get_architecture("nemotron")
     if provider.qk_layernorm:
         return get_architecture("qwen3")
     return get_architecture("qwen2" if provider.add_qkv_bias else "llama")
@@ -38,13 +40,16 @@ def load_hf_weights(model: torch.nn.Module, hf_state: Mapping[str, torch.Tensor]
     load(model, hf_state, provider, architecture_of(provider))
 
 
-def hf_linear_names(megatron_name: str) -> tuple[tuple[str, ...], str | None] | None:
+def hf_linear_names(megatron_name: str, provider: Any = None
+                    ) -> tuple[tuple[str, ...], str | None] | None:
     """``decoder.layers.3.mlp.linear_fc1`` -> (("model.layers.3.mlp.gate_proj", ...), "gated");
-    None for modules that are not a decoder linear with a Hugging Face counterpart."""
+    None for modules that are not a decoder linear with a Hugging Face counterpart. The names
+    are those of ``provider``'s family (Llama's without one)."""
     if ".layers." not in megatron_name or not megatron_name.split(".")[-1].startswith("linear_"):
         return None
     try:
-        mapping, values = get_architecture("llama").mapping_for(megatron_name + ".weight")
+        arch = get_architecture("llama") if provider is None else architecture_of(provider)
+        mapping, values = arch.mapping_for(megatron_name + ".weight")
     except ConversionError:
         return None
     names = tuple(n.removesuffix(".weight") for n in mapping.hf_names(values))
