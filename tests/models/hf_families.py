@@ -24,8 +24,8 @@ LLAMA3_ROPE = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
 
 
 def _configs(vocab: int = VOCAB):
-    from transformers import (DeepseekV3Config, LlamaConfig, MistralConfig, NemotronConfig,
-                              Qwen2Config, Qwen3Config, Qwen3MoeConfig)
+    from transformers import (DeepseekV2Config, DeepseekV3Config, LlamaConfig, MistralConfig,
+                              NemotronConfig, Qwen2Config, Qwen3Config, Qwen3MoeConfig)
 
     BASE = {**globals()["BASE"], "vocab_size": vocab}
 
@@ -50,6 +50,13 @@ def _configs(vocab: int = VOCAB):
         "nemotron": NemotronConfig(**BASE, hidden_act="relu2", norm_eps=1e-5,
                                    rope_parameters={"rope_type": "default", "rope_theta": 1e4,
                                                     "partial_rotary_factor": 0.5}),
+        # DeepSeek-V2: MLA, one dense layer, then 4 routed experts (softmax, top-2 weights not
+        # renormalised, scaled 2.0) + a shared expert.
+        "deepseek_v2": DeepseekV2Config(
+            **{**BASE, "num_key_value_heads": 4}, moe_intermediate_size=32, n_routed_experts=4,
+            num_experts_per_tok=2, n_shared_experts=1, first_k_dense_replace=1, q_lora_rank=32,
+            kv_lora_rank=16, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16,
+            topk_method="greedy", routed_scaling_factor=2.0),
         # DeepSeek-V3: MLA (low-rank q), one dense layer then 4 routed experts (sigmoid,
         # selection bias, scaling 2.5) + a shared expert.
         "deepseek_v3": DeepseekV3Config(

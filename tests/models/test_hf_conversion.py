@@ -46,7 +46,7 @@ def converted(tmp_path_factory):
 
 
 FAMILIES = ["llama", "llama_tied", "mistral", "qwen2", "qwen3", "qwen3_moe", "qwen3_moe_raw",
-            "nemotron", "deepseek_v3"]
+            "nemotron", "deepseek_v2", "deepseek_v3"]
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -118,7 +118,7 @@ def _convert_parallel(rank, world_size, folder, ids, layout):
 
 @pytest.fixture(scope="module")
 def parallel_families(tmp_path_factory):
-    return make_families(tmp_path_factory.mktemp("hf_parallel"), names=["qwen3", "qwen3_moe", "nemotron"])
+    return make_families(tmp_path_factory.mktemp("hf_parallel"), names=["qwen3", "qwen3_moe", "nemotron", "deepseek_v2", "deepseek_v3"])
 
 
 LAYOUTS = {"tp2": dict(tensor_model_parallel_size=2), "pp2": dict(pipeline_model_parallel_size=2),
@@ -135,7 +135,9 @@ def _slow(*values):
 @pytest.mark.parametrize("family, layout", [
     ("qwen3_moe", "ep2"), _slow("qwen3_moe", "tp2"), _slow("qwen3_moe", "tp2_sp"),
     _slow("qwen3_moe", "pp2"), _slow("qwen3", "tp2"), _slow("qwen3", "pp2"),
-    _slow("nemotron", "tp2_sp"), _slow("nemotron", "pp2")])
+    _slow("nemotron", "tp2_sp"), _slow("nemotron", "pp2"),
+    *[_slow(family, layout) for family in ("deepseek_v2", "deepseek_v3")
+      for layout in ("ep2", "tp2", "pp2")]])
 def test_parallel_layouts_reproduce_logits_and_export_bit_exactly(parallel_families, family,
                                                                   layout):
     from safetensors.torch import load_file

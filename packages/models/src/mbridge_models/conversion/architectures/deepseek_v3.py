@@ -41,27 +41,34 @@ WHEN = {d.OUTPUT.megatron: "!share_embeddings_and_output_weights",
         **{m.megatron: "dense_layer" for m in DENSE_MLP}, **{m.megatron: "moe_layer" for m in MOE}}
 
 
-def _refuse(config: dict, field: str, wanted) -> None:
+def refuse(config: dict, field: str, wanted, name: str = NAME) -> None:
     if config.get(field, wanted) != wanted:
         raise ConversionError(f"Hugging Face config field {field}: {config.get(field)!r} is not "
-                              f"supported for {NAME} (needs {wanted!r})")
+                              f"supported for {name} (needs {wanted!r})")
 
 
 def provider_fields(config: dict) -> dict:
-    _refuse(config, "rope_interleave", True)
-    _refuse(config, "norm_topk_prob", True)
-    _refuse(config, "scoring_func", "sigmoid")
-    _refuse(config, "topk_method", "noaux_tc")
-    _refuse(config, "attention_bias", False)
+    refuse(config, "rope_interleave", True)
+    refuse(config, "norm_topk_prob", True)
+    refuse(config, "scoring_func", "sigmoid")
+    refuse(config, "topk_method", "noaux_tc")
+    return {**mla_moe_fields(config, NAME), "moe_router_score_function": "sigmoid",
+            "moe_router_enable_expert_bias": True}
+
+
+def mla_moe_fields(config: dict, name: str) -> dict:
+    """The fields DeepSeek-V2 and V3 share: MLA, dense first layers, routed + shared experts
+    (the router's scoring is each version's own)."""
+    refuse(config, "attention_bias", False, name)
     if config.get("q_lora_rank") is None:
         # megatron-core 0.19's MLA has a kv latent norm only with qk_layernorm, and refuses a
         # q norm without q_lora_rank: kv_a_layernorm would have no place.
         raise ConversionError(f"Hugging Face config field q_lora_rank: None (full-rank queries) "
-                              f"is not supported for {NAME}")
+                              f"is not supported for {name}")
     fields = decoder_fields(config)  # refuses rope types other than default / llama3
     if fields.get("rope_scaling"):
         raise ConversionError(f"Hugging Face config field rope_parameters.rope_type: 'llama3' "
-                              f"is not supported for {NAME}")
+                              f"is not supported for {name}")
     layers, dense = fields["num_layers"], int(config.get("first_k_dense_replace", 0))
     moe_ffn = int(require(config, "moe_intermediate_size"))
     shared = int(config.get("n_shared_experts") or 0)
@@ -79,7 +86,6 @@ def provider_fields(config: dict) -> dict:
         moe_ffn_hidden_size=moe_ffn,
         moe_shared_expert_intermediate_size=shared * moe_ffn or None,
         moe_layer_freq=[0] * dense + [1] * (layers - dense),
-        moe_router_score_function="sigmoid", moe_router_enable_expert_bias=True,
         moe_router_num_groups=int(config.get("n_group") or 1),
         moe_router_group_topk=int(config.get("topk_group") or 1),
         moe_router_topk_scaling_factor=float(config.get("routed_scaling_factor", 1.0)),
