@@ -64,6 +64,16 @@ def _configs(vocab: int = VOCAB):
             num_experts_per_tok=2, n_shared_experts=1, first_k_dense_replace=1, q_lora_rank=32,
             kv_lora_rank=16, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16, n_group=1,
             topk_group=1, routed_scaling_factor=2.5),
+        # ... with YaRN RoPE (the published checkpoints'), mscale != mscale_all_dim so both
+        # the cos/sin and the softmax scaling count.
+        "deepseek_v3_yarn": DeepseekV3Config(
+            **{**BASE, "num_key_value_heads": 4}, moe_intermediate_size=32, n_routed_experts=4,
+            num_experts_per_tok=2, n_shared_experts=1, first_k_dense_replace=1, q_lora_rank=32,
+            kv_lora_rank=16, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16, n_group=1,
+            topk_group=1, routed_scaling_factor=2.5,
+            rope_parameters={"rope_type": "yarn", "rope_theta": 1e4, "factor": 4.0,
+                             "original_max_position_embeddings": 16, "beta_fast": 32,
+                             "beta_slow": 1, "mscale": 1.0, "mscale_all_dim": 0.8}),
     }
 
 

@@ -30,7 +30,20 @@ def test_groups_ranked_by_their_best_expert_are_kept():
     assert (p.moe_router_num_groups, p.moe_router_group_topk) == (4, 2)
 
 
+YARN = {"rope_type": "yarn", "rope_theta": 1e4, "factor": 40.0,
+        "original_max_position_embeddings": 16, "mscale": 0.707, "mscale_all_dim": 0.707}
+
+
+def test_yarn_reaches_megatrons_fields():
+    p = provider_from_hf_config({**V2, "rope_parameters": YARN})
+    assert (p.rope_type, p.rotary_scaling_factor, p.original_max_position_embeddings,
+            p.beta_fast, p.beta_slow, p.mscale, p.mscale_all_dim) == ("yarn", 40.0, 16, 32.0,
+                                                                      1.0, 0.707, 0.707)
+
+
 @pytest.mark.parametrize("edit, field", [
+    ({"rope_parameters": {**YARN, "attention_factor": 1.2}}, "rope_parameters.attention_factor"),
+    ({"rope_parameters": {**YARN, "mscale": None}}, "rope_parameters.mscale"),
     ({"topk_method": "group_limited_greedy", "n_group": 4, "topk_group": 1}, "topk_group"),
     ({"topk_method": "noaux_tc"}, "topk_method"),
     ({"q_lora_rank": None}, "q_lora_rank"),

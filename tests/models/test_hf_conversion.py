@@ -46,7 +46,7 @@ def converted(tmp_path_factory):
 
 
 FAMILIES = ["llama", "llama_tied", "mistral", "qwen2", "qwen3", "qwen3_moe", "qwen3_moe_raw",
-            "nemotron", "deepseek_v2", "deepseek_v3"]
+            "nemotron", "deepseek_v2", "deepseek_v3", "deepseek_v3_yarn"]
 
 
 @pytest.mark.parametrize("family", FAMILIES)

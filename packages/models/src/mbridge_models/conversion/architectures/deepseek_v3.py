@@ -2,7 +2,8 @@
 sigmoid router, a selection bias (``e_score_correction_bias``) and shared experts.
 
 MLA tensors map one to one: megatron's MLA applies RoPE to the DeepSeek interleaved layout
-itself (what transformers does for ``rope_interleave: true``). Only default RoPE is mapped here.
+itself (what transformers does for ``rope_interleave: true``). Default RoPE and YaRN (what the
+published checkpoints use) are mapped.
 """
 
 from mbridge_models.conversion.architectures import _decoder as d
@@ -65,7 +66,13 @@ def mla_moe_fields(config: dict, name: str) -> dict:
         # q norm without q_lora_rank: kv_a_layernorm would have no place.
         raise ConversionError(f"Hugging Face config field q_lora_rank: None (full-rank queries) "
                               f"is not supported for {name}")
-    fields = decoder_fields(config)  # refuses rope types other than default / llama3
+    rope = dict(config.get("rope_parameters") or config.get("rope_scaling") or {})
+    yarn = rope.get("rope_type", rope.get("type")) == "yarn"
+    if yarn:  # the decoder fields read default RoPE; YaRN's own fields are set below
+        theta = rope.get("rope_theta", config.get("rope_theta", 10000.0))
+        config = {**config, "rope_scaling": None,
+                  "rope_parameters": {"rope_type": "default", "rope_theta": theta}}
+    fields = decoder_fields(config)  # refuses rope types other than default / llama3 (/ yarn)
     if fields.get("rope_scaling"):
         raise ConversionError(f"Hugging Face config field rope_parameters.rope_type: 'llama3' "
                               f"is not supported for {name}")
@@ -79,8 +86,9 @@ def mla_moe_fields(config: dict, name: str) -> dict:
         q_lora_rank=config.get("q_lora_rank"), kv_lora_rank=int(require(config, "kv_lora_rank")),
         qk_head_dim=int(require(config, "qk_nope_head_dim")),
         qk_pos_emb_head_dim=int(require(config, "qk_rope_head_dim")),
-        v_head_dim=int(require(config, "v_head_dim")), rope_type="rope",
-        rotary_scaling_factor=1.0, mscale=1.0, mscale_all_dim=1.0,
+        v_head_dim=int(require(config, "v_head_dim")),
+        **(yarn_fields(rope, name) if yarn else dict(
+            rope_type="rope", rotary_scaling_factor=1.0, mscale=1.0, mscale_all_dim=1.0)),
         num_moe_experts=int(require(config, "n_routed_experts")),
         moe_router_topk=int(require(config, "num_experts_per_tok")),
         moe_ffn_hidden_size=moe_ffn,
@@ -92,6 +100,28 @@ def mla_moe_fields(config: dict, name: str) -> dict:
         moe_router_pre_softmax=True, moe_grouped_gemm=False, moe_token_dispatcher_type="alltoall",
         moe_aux_loss_coeff=0.0, mtp_num_layers=None)
     return fields
+
+
+def yarn_fields(rope: dict, name: str) -> dict:
+    """megatron-core's YaRN fields for transformers' ``rope_type: yarn``. transformers scales
+    cos/sin by mscale(factor, mscale) / mscale(factor, mscale_all_dim) when both are set, else
+    by mscale(factor), and the softmax by mscale(factor, mscale_all_dim)^2 when that is set;
+    megatron-core's (mscale, mscale_all_dim) = (1, 0) gives the second case."""
+    for field, wanted in (("attention_factor", None), ("truncate", True)):
+        if rope.get(field, wanted) != wanted:
+            raise ConversionError(f"Hugging Face config field rope_parameters.{field}: "
+                                  f"{rope[field]!r} is not supported for {name}")
+    mscale, all_dim = rope.get("mscale"), rope.get("mscale_all_dim")
+    if all_dim and not mscale:
+        raise ConversionError(f"Hugging Face config field rope_parameters.mscale: {mscale!r} "
+                              f"with mscale_all_dim {all_dim!r} is not supported for {name}")
+    return dict(rope_type="yarn", rotary_scaling_factor=float(require(rope, "factor")),
+                original_max_position_embeddings=int(
+                    require(rope, "original_max_position_embeddings")),
+                beta_fast=float(rope.get("beta_fast") or 32), beta_slow=float(
+                    rope.get("beta_slow") or 1),
+                mscale=float(mscale) if mscale and all_dim else 1.0,
+                mscale_all_dim=float(all_dim) if mscale and all_dim else 0.0)
 
 
 def hf_config(provider) -> dict:
