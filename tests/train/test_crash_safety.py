@@ -33,12 +33,13 @@ def _command(root, iters: int, async_save: bool) -> list[str]:
 
 
 class _Run:
-    """One training process whose stdout lines are collected as they come."""
+    """One training process whose output lines (stdout and stderr) are collected as they
+    come."""
 
     def __init__(self, command):
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE,
-                                        stderr=subprocess.DEVNULL, text=True, env=env)
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE,  # errors in the lines
+                                        stderr=subprocess.STDOUT, text=True, env=env)
         self.lines: list[str] = []
         self.first_step = threading.Event()
         self.reader = threading.Thread(target=self._read, daemon=True)

@@ -1,4 +1,5 @@
-"""The async-save results Manager ends with the training process, and comes up fast because
+"""Helper processes end with the training process (the async-save results Manager, and a writer
+whose parent is already gone); the Manager comes up fast because
 its initializer's module imports nothing heavy (a spawned helper imports that module)."""
 
 import os
@@ -50,3 +51,12 @@ def _alive(pid: int) -> bool:
     # a zombie waiting for init to reap it has ended too
     with open(f"/proc/{pid}/stat") as f:
         return f.read().split(")")[-1].split()[0] != "Z"
+
+
+def test_a_helper_whose_parent_is_already_gone_ends_at_once():
+    # the pid it was started by is not its parent any more: the parent died before the
+    # signal was armed (here: a pid that was never its parent)
+    code = ("import os; from mbridge_train.die_with_parent import die_with_parent; "
+            "die_with_parent(parent=os.getppid() + 1); print('went on')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 1 and "went on" not in done.stdout

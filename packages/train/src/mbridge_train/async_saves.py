@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import multiprocessing
+import os
 import queue
 from collections import deque
 from dataclasses import dataclass
@@ -82,7 +83,8 @@ def schedule(request, iteration: int, directory: str, finalize: Callable[[], Non
     if persistent and request.preload_fn is not None:
         request, snapshot = _snapshot_on_device(request)
     if snapshot is None and request.async_fn is not None:  # staged by megatron (or on a CPU)
-        hashed = functools.partial(write_and_hash, request.async_fn, stage=False)
+        hashed = functools.partial(write_and_hash, request.async_fn, stage=False,
+                                   parent=os.getpid())
         request = request._replace(async_fn=hashed)
     call = _queue.schedule_async_request(request)
     _pending.append(_Pending(call, iteration, directory, snapshot))
@@ -109,17 +111,20 @@ def _snapshot_on_device(request):
                 for name, key, (items, tensors) in buckets]
     torch.cuda.current_stream().synchronize()  # the worker reads the copies from another process
     args[_BUCKETS] = snapshot
-    staged = functools.partial(write_and_hash, request.async_fn, stage=True)
+    staged = functools.partial(write_and_hash, request.async_fn, stage=True, parent=os.getpid())
     return request._replace(async_fn=staged, async_fn_args=tuple(args), preload_fn=None), snapshot
 
 
-def write_and_hash(write, rank, buckets, results_queue, *, stage: bool):
+def write_and_hash(write, rank, buckets, results_queue, *, stage: bool, parent: int):
     """In the worker: (``stage``) the device snapshot to host memory, then megatron's write,
     then the written files' checksums (``checksums.record_written``), so finalizing the save
     in the training process reads nothing. Pageable copies: a one-off pinned buffer of this
-    size costs more than it saves."""
+    size costs more than it saves. A writer whose training process was killed stops: it would
+    otherwise go on filling a folder the restart cleans up or saves into again."""
     from mbridge_train import checksums
+    from mbridge_train.die_with_parent import die_with_parent
 
+    die_with_parent(parent)
     paths = [name for name, _, _ in buckets]
     if stage:
         buckets = [(name, key, (items, [(item, t.to("cpu")) for item, t in tensors]))
