@@ -1,6 +1,6 @@
-"""Helper processes end with the training process (the async-save results Manager, and a writer
-whose parent is already gone); the Manager comes up fast because
-its initializer's module imports nothing heavy (a spawned helper imports that module)."""
+"""Helper processes end with the training process (the async-save results Manager; a writer
+whose parent is already gone), and the Manager comes up fast: its initializer's module imports
+nothing heavy (a spawned helper imports that module)."""
 
 import os
 import subprocess
