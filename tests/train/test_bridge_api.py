@@ -29,8 +29,9 @@ def test_listing_and_capability_checks(llama, tmp_path):
     from mbridge_train.auto_bridge import AutoBridge
 
     (folder, _), _ = llama
-    assert AutoBridge.list_supported_models() == ["deepseek_v3", "llama", "mistral", "qwen2",
-                                                  "qwen3", "qwen3_moe"]
+    assert AutoBridge.list_supported_models() == ["deepseek_v2", "deepseek_v3", "llama",
+                                                  "mistral", "nemotron", "qwen2", "qwen3",
+                                                  "qwen3_moe"]
     assert AutoBridge.supports(AutoConfig.from_pretrained(folder))
     assert not AutoBridge.supports(GPT2Config())
     assert AutoBridge.can_handle(folder) and not AutoBridge.can_handle(tmp_path)
@@ -102,8 +103,8 @@ CASES = {
         r"model.safetensors: tensor model.layers.0.self_attn.k_proj.weight has shape \(48, 64\), "
         r"the model needs \(32, 64\)"),
     "unknown architecture": (dict(config={"model_type": "gpt2"}),
-                             r"model_type 'gpt2' is not supported; supported: deepseek_v3, llama, mistral, "
-                             r"qwen2, qwen3, qwen3_moe$"),
+                             r"model_type 'gpt2' is not supported; supported: deepseek_v2, "
+                             r"deepseek_v3, llama, mistral, nemotron, qwen2, qwen3, qwen3_moe$"),
     "truncated safetensors": (dict(truncate=True),
                               r"model.safetensors: not a readable safetensors file"),
     "unsupported rope": (dict(config={"rope_parameters": {"rope_type": "yarn", "factor": 4.0}}),
