@@ -12,6 +12,7 @@ operations in the same order on the same data, so losses and weights are compare
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -339,6 +340,33 @@ def test_only_leftovers_of_killed_saves_are_removed(tmp_path):
     assert sorted(removed) == sorted(map(str, leftovers + [root / "iter_0000003"]))
     assert all(p.exists() for p in kept) and ck.saved_iterations(str(root)) == [1, 2]
     assert ck.read_tracker(str(root)) == 2
+
+
+@pytest.mark.parametrize("tracked", [None, 2])
+def test_a_finished_save_killed_before_the_tracker_named_it_is_removed(tmp_path, tracked):
+    """Its files all written (megatron's metadata, even the manifest) but killed before the
+    tracker moved: its saving marker is left, so the restart removes it and resumes from the
+    tracked one (or starts fresh), instead of refusing a folder it cannot account for."""
+    from mbridge_train import checksums
+
+    root = str(tmp_path)
+    for iteration in (2, 3):
+        directory = ck.iteration_dir(root, iteration)
+        os.makedirs(directory)
+        with open(os.path.join(directory, "__0_0.distcp"), "wb") as f:
+            f.write(b"weights")
+        checksums.write_manifest(directory)
+    open(ck.saving_marker(root, 3), "w").close()  # 3 was being saved
+    open(ck.saving_marker(root, 2), "w").close()  # 2 too, killed after the tracker named it
+    if tracked:
+        ck.write_tracker(root, tracked)
+    else:
+        shutil.rmtree(ck.iteration_dir(root, 2))
+        os.remove(ck.saving_marker(root, 2))
+    removed = ck.remove_leftovers(root)
+    assert ck.iteration_dir(root, 3) in removed and not os.path.exists(ck.saving_marker(root, 3))
+    assert ck.saved_iterations(root) == ([2] if tracked else [])
+    assert not os.path.exists(ck.saving_marker(root, 2))
 
 
 def test_a_save_never_replaces_a_complete_folder_no_tracker_names(tmp_path):

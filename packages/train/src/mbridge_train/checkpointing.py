@@ -32,6 +32,7 @@ Never losing a checkpoint:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import random
@@ -79,6 +80,13 @@ def read_tracker(root: str) -> int | None:
 def write_tracker(root: str, iteration: int) -> None:
     """Atomically point the tracker at ``iteration`` (temp file in the same folder + rename)."""
     replace_bytes(os.path.join(root, TRACKER), f"{iteration}\n".encode())
+
+
+def saving_marker(root: str, iteration: int) -> str:
+    """``<save>/.iter_N.saving``: there from before a save writes its folder until the tracker
+    names it. A folder whose marker is left and that no tracker names is an unfinished save,
+    even one whose files are all written (killed before its manifest or tracker)."""
+    return os.path.join(root, f".{os.path.basename(iteration_dir(root, iteration))}.saving")
 
 
 def saved_iterations(root: str) -> list[int]:
@@ -219,7 +227,8 @@ def remove_leftovers(root: str) -> list[str]:
     """Delete what killed saves leave under a save root, and nothing else: the tracker's temp
     files (``.latest_checkpointed_iteration.txt.*``), manifest temp files, the loss curve's
     (``.loss_curve.png.*.tmp``, ``.loss_curve.jsonl.*.tmp``), and ``iter_*`` folders newer than
-    the tracked iteration (unfinished saves). Returns what was removed."""
+    the tracked iteration or left with their ``saving_marker`` and never tracked (unfinished
+    saves). Returns what was removed."""
     if not os.path.isdir(root):
         return []
     from mbridge_train.loss_curve import FILENAME, HISTORY
@@ -236,9 +245,18 @@ def remove_leftovers(root: str) -> list[str]:
         tracked = read_tracker(root)
     except CheckpointError:  # said on every rank when the run reads it; remove no folder
         tracked = None
+        unreadable = True
+    else:
+        unreadable = False
     for iteration in saved_iterations(root):
         directory = iteration_dir(root, iteration)
-        if tracked is not None and iteration > tracked:
+        marker = saving_marker(root, iteration)
+        unfinished = tracked is not None and iteration > tracked
+        if os.path.exists(marker) and not unreadable:
+            unfinished = unfinished or tracked is None
+            os.remove(marker)  # of a tracked iteration: killed between the tracker and this
+            removed.append(marker)
+        if unfinished:
             shutil.rmtree(directory, ignore_errors=True)
             removed.append(directory)
             continue
@@ -320,6 +338,8 @@ def save_checkpoint(ckpt, train_state, model: list, optimizer=None, scheduler=No
         checksums.write_manifest(directory)  # every rank's files, before the tracker moves
         if _rank() == 0:
             write_tracker(root, iteration)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(saving_marker(root, iteration))
             _prune(root, iteration, ckpt.most_recent_k)
         _barrier()
         _say(f" saved checkpoint {directory}")
@@ -382,6 +402,7 @@ def _prepare_folder(root: str, directory: str, iteration: int) -> None:
         else:
             if tracked == iteration:
                 os.remove(os.path.join(root, TRACKER))
+            open(saving_marker(root, iteration), "w").close()
             if os.path.isdir(directory):
                 shutil.rmtree(directory)
             os.makedirs(directory)
