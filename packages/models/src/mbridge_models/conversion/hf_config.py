@@ -121,16 +121,24 @@ def decoder_hf_config(provider: Any, model_type: str, architecture: str) -> dict
     return config
 
 
-def check_decoder_provider(provider: Any, name: str) -> None:
-    """Refuse providers the decoder mappings cannot export (naming the provider field)."""
-    wanted = {"normalization": "RMSNorm", "gated_linear_unit": True, "add_bias_linear": False,
-              "position_embedding_type": "rope"}
+def check_provider(provider: Any, name: str, wanted: Mapping[str, Any],
+                   activation: str | None = None) -> None:
+    """Refuse a provider whose fields differ from ``wanted`` (or whose activation function is
+    not ``activation``) for a ``name`` checkpoint, naming the provider field."""
     for field, value in wanted.items():
         if getattr(provider, field) != value:
             raise ConversionError(f"provider field {field}={getattr(provider, field)!r}: a "
                                   f"{name} checkpoint needs {value!r}")
-    if getattr(provider.activation_func, "__name__", "") != "silu":
-        raise ConversionError(f"provider field activation_func: a {name} checkpoint needs silu")
+    if activation and getattr(provider.activation_func, "__name__", "") != activation:
+        raise ConversionError(f"provider field activation_func: a {name} checkpoint needs "
+                              f"{activation}")
+
+
+def check_decoder_provider(provider: Any, name: str) -> None:
+    """Refuse providers the decoder mappings cannot export (naming the provider field)."""
+    check_provider(provider, name, {"normalization": "RMSNorm", "gated_linear_unit": True,
+                                    "add_bias_linear": False, "position_embedding_type": "rope"},
+                   activation="silu")
 
 
 def check_moe_provider(provider: Any, name: str) -> None:
@@ -142,7 +150,4 @@ def check_moe_provider(provider: Any, name: str) -> None:
     if not provider.num_moe_experts:
         raise ConversionError(f"provider field num_moe_experts={provider.num_moe_experts!r}: a "
                               f"{name} checkpoint has experts")
-    for field, value in wanted.items():
-        if getattr(provider, field) != value:
-            raise ConversionError(f"provider field {field}={getattr(provider, field)!r}: a "
-                                  f"{name} checkpoint needs {value!r}")
+    check_provider(provider, name, wanted)

@@ -4,7 +4,7 @@ as they are), a squared-ReLU MLP that is not gated, RoPE on part of each head.""
 
 from mbridge_models.conversion.architectures import _decoder as d
 from mbridge_models.conversion.errors import ConversionError
-from mbridge_models.conversion.hf_config import decoder_hf_config, shape_fields
+from mbridge_models.conversion.hf_config import check_provider, decoder_hf_config, shape_fields
 from mbridge_models.conversion.mapping import WeightMapping as M
 from mbridge_models.conversion.registry import Architecture
 
@@ -44,16 +44,10 @@ def provider_fields(config: dict) -> dict:
 
 
 def hf_config(provider) -> dict:
-    wanted = {"normalization": "LayerNorm", "layernorm_zero_centered_gamma": True,
-              "gated_linear_unit": False, "add_bias_linear": False, "add_qkv_bias": False,
-              "position_embedding_type": "rope"}
-    for field, value in wanted.items():
-        if getattr(provider, field) != value:
-            raise ConversionError(f"provider field {field}={getattr(provider, field)!r}: a "
-                                  f"nemotron checkpoint needs {value!r}")
-    if getattr(provider.activation_func, "__name__", "") != "squared_relu":
-        raise ConversionError("provider field activation_func: a nemotron checkpoint needs "
-                              "squared_relu")
+    check_provider(provider, "nemotron", {
+        "normalization": "LayerNorm", "layernorm_zero_centered_gamma": True,
+        "gated_linear_unit": False, "add_bias_linear": False, "add_qkv_bias": False,
+        "position_embedding_type": "rope"}, activation="squared_relu")
     config = decoder_hf_config(provider, "nemotron", "NemotronForCausalLM")
     del config["rms_norm_eps"]
     rope = {"rope_type": "default", "rope_theta": config.pop("rope_theta"),
